@@ -1,0 +1,272 @@
+"""The one place for the rules at the scikit-learn / torch boundary.
+
+Text input checks, label encoding, device and seed resolution, and the
+soft-target training interface that every kdtext student shares.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "check_texts",
+    "check_texts_and_labels",
+    "resolve_device",
+    "seed_from_random_state",
+    "SoftTargetStudentMixin",
+    "is_soft_target_student",
+]
+
+
+def _describe(obj: Any) -> str:
+    text = repr(obj)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(obj).__name__} {text}"
+
+
+def check_texts(X: Any, *, name: str = "X", allow_empty: bool = False) -> list[str]:
+    """Validate a collection of texts and return it as a list of ``str``.
+
+    Parameters
+    ----------
+    X : list, tuple, numpy array, pandas Series or other iterable of str
+        The texts. A single string is rejected (it would be read as a list
+        of characters).
+    name : str, default="X"
+        Name used in error messages.
+    allow_empty : bool, default=False
+        Whether zero texts are acceptable.
+
+    Returns
+    -------
+    texts : list of str
+
+    Raises
+    ------
+    TypeError
+        If ``X`` is a bare string, not iterable, or holds non-string items.
+    ValueError
+        If ``X`` holds None/NaN, is 2-D, or is empty (unless ``allow_empty``).
+
+    Examples
+    --------
+    >>> from kdtext.base import check_texts
+    >>> check_texts(["good film", "bad film"])
+    ['good film', 'bad film']
+    """
+    if isinstance(X, (str, bytes)):
+        raise TypeError(
+            f"{name} must be a list-like of texts, got a single {type(X).__name__} "
+            f"{_describe(X)}. Wrap it in a list: [{name[:1].lower() or 'x'}]."
+        )
+    if hasattr(X, "ndim") and getattr(X, "ndim", 1) != 1:
+        shape = getattr(X, "shape", None)
+        if not (getattr(X, "ndim", 1) == 2 and shape is not None and shape[1] == 1):
+            raise ValueError(
+                f"{name} must be a 1-D collection of texts, got an array of shape {shape}. "
+                "Pass one column of texts, e.g. df['text']."
+            )
+        X = np.asarray(X).ravel()
+    if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # pandas Series / Index
+        X = X.to_numpy()
+    try:
+        texts = list(X)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be a list-like of texts (list, tuple, numpy array or pandas "
+            f"Series of str), got {_describe(X)}."
+        ) from None
+    if not texts and not allow_empty:
+        raise ValueError(f"{name} is empty: at least one text is required.")
+    for i, t in enumerate(texts):
+        if isinstance(t, str):
+            continue
+        if isinstance(t, np.str_):
+            texts[i] = str(t)
+            continue
+        if t is None or (isinstance(t, float) and np.isnan(t)):
+            n_missing = sum(
+                1 for u in texts if u is None or (isinstance(u, float) and np.isnan(u))
+            )
+            raise ValueError(
+                f"{name} holds {n_missing} missing value(s) (None/NaN); the first is at "
+                f"position {i}. Drop or fill them first, e.g. df['text'].fillna('')."
+            )
+        raise TypeError(
+            f"{name} must hold only str, but item {i} is {_describe(t)}. "
+            f"Convert explicitly, e.g. [str(t) for t in {name}], if that is intended."
+        )
+    return texts
+
+
+def _check_labels(y: Any, n: int, *, name: str = "y") -> np.ndarray:
+    if y is None:
+        raise ValueError(f"{name} is required for supervised training; got None.")
+    if isinstance(y, (str, bytes)):
+        raise TypeError(f"{name} must be a list-like of labels, got a single string {y!r}.")
+    if hasattr(y, "to_numpy"):
+        y = y.to_numpy()
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        raise ValueError(
+            f"{name} must be 1-D, got shape {y.shape}. Use y.ravel() to flatten a column vector."
+        )
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of labels, got shape {y.shape}.")
+    if len(y) != n:
+        raise ValueError(
+            f"X and {name} have different lengths: {n} texts but {len(y)} labels. "
+            "Pass exactly one label per text."
+        )
+    if y.dtype == object:
+        missing = [i for i, v in enumerate(y) if v is None or (isinstance(v, float) and np.isnan(v))]
+        if missing:
+            raise ValueError(
+                f"{name} holds {len(missing)} missing label(s) (None/NaN), first at position "
+                f"{missing[0]}. Drop those rows or give them a label."
+            )
+    elif y.dtype.kind == "f" and np.isnan(y).any():
+        raise ValueError(f"{name} holds NaN labels, first at position {int(np.flatnonzero(np.isnan(y))[0])}.")
+    return y
+
+
+def check_texts_and_labels(
+    X: Any, y: Any, *, min_classes: int = 2
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Validate texts and labels for supervised training.
+
+    Parameters
+    ----------
+    X : list-like of str
+        Training texts.
+    y : array-like of shape (n_samples,)
+        Labels: integers or strings.
+    min_classes : int, default=2
+        The smallest number of distinct classes accepted.
+
+    Returns
+    -------
+    texts : list of str
+    y : ndarray
+        The labels as given.
+    classes : ndarray
+        Sorted distinct labels.
+    y_encoded : ndarray of int64
+        Index of each label in ``classes``.
+
+    Examples
+    --------
+    >>> from kdtext.base import check_texts_and_labels
+    >>> _, _, classes, codes = check_texts_and_labels(["a", "b", "c"], ["pos", "neg", "pos"])
+    >>> classes.tolist(), codes.tolist()
+    (['neg', 'pos'], [1, 0, 1])
+    """
+    texts = check_texts(X)
+    y = _check_labels(y, len(texts))
+    classes, y_encoded = np.unique(y, return_inverse=True)
+    if len(classes) < min_classes:
+        raise ValueError(
+            f"y holds {len(classes)} class(es) ({classes.tolist()!r}); a classifier needs at "
+            f"least {min_classes}. Check that the labels were read correctly."
+        )
+    return texts, y, classes, y_encoded.astype(np.int64)
+
+
+def resolve_device(device: Any = "auto"):
+    """Turn a ``device`` parameter into a :class:`torch.device`.
+
+    ``"auto"`` picks CUDA, then Apple MPS, then the CPU. Called in ``fit``,
+    never in ``__init__``, so estimators stay cheap to clone.
+
+    Examples
+    --------
+    >>> from kdtext.base import resolve_device
+    >>> resolve_device("cpu").type
+    'cpu'
+    """
+    import torch
+
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a device torch knows. Use 'auto', 'cpu', 'cuda', "
+            "'cuda:0' or 'mps'."
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for, but CUDA is not available here. Use device='auto' or 'cpu'.")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device={device!r} was asked for, but MPS is not available here. Use device='auto' or 'cpu'.")
+    return dev
+
+
+def seed_from_random_state(random_state: Any) -> int:
+    """Derive a torch seed from a scikit-learn style ``random_state``.
+
+    ``None`` draws fresh entropy, an int is used as is, and a
+    ``numpy.random.RandomState`` / ``Generator`` is advanced by one draw
+    (as scikit-learn does), never numpy's global state.
+    """
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1)[0])
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state) % (2**63)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**31 - 1))
+    raise ValueError(
+        f"random_state must be None, an int, a numpy RandomState or Generator; got {_describe(random_state)}."
+    )
+
+
+class SoftTargetStudentMixin:
+    """The soft-target interface shared by every kdtext student.
+
+    A student that implements ``fit_soft`` learns from a teacher's outputs
+    rather than (or besides) hard labels. :class:`~kdtext.DistillationClassifier`
+    calls it when present; any user-written torch student can implement it.
+
+    The contract::
+
+        student.fit_soft(X, teacher_logits, y=None, *, classes,
+                         loss="kl", temperature=2.0, alpha=0.0) -> student
+
+    - ``X``: list of str, the transfer set.
+    - ``teacher_logits``: float array (n_samples, n_classes), the teacher's
+      logits (log-probabilities work too: KL and softmax are shift-invariant).
+    - ``y``: optional int array (n_samples,), the index of the gold class in
+      ``classes``, or -1 where a text has no gold label.
+    - ``classes``: the labels that column ``k`` of ``teacher_logits`` stands for;
+      after fitting, ``student.classes_`` equals it.
+    - ``loss``: ``"kl"`` (Hinton et al. 2015, scaled by T^2) or ``"mse"`` on
+      logits (Tang et al. 2019).
+    - ``alpha``: weight of the hard-label cross-entropy where gold labels exist:
+      ``alpha * CE(y) + (1 - alpha) * soft``.
+    """
+
+    _soft_target_student = True
+
+    def fit_soft(self, X, teacher_logits, y=None, *, classes, loss="kl", temperature=2.0, alpha=0.0):  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def is_soft_target_student(estimator: Any) -> bool:
+    """Whether ``estimator`` implements the soft-target interface (``fit_soft``)."""
+    return callable(getattr(estimator, "fit_soft", None))
