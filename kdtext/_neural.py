@@ -1,0 +1,632 @@
+"""Shared machinery of kdtext's torch estimators (private).
+
+:class:`NeuralTextClassifier` holds everything a torch text classifier needs
+once: input checks, label encoding, device and seed resolution, batching by
+length, the training loop with early stopping and best-weight restoring,
+interrupt safety, fast sorted inference, device-safe pickling and
+``save_pretrained`` / ``from_pretrained``. A subclass supplies four hooks:
+``_init_model``, ``_encode``, ``_collate`` and ``_forward`` (plus
+``_save_model`` / ``_load_model`` for persistence).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .base import (
+    SoftTargetStudentMixin,
+    check_texts,
+    check_texts_and_labels,
+    resolve_device,
+    seed_from_random_state,
+)
+from .exceptions import ModelNotFoundError, TrainingInterruptedWarning
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "kdtext_config.json"
+
+# Texts are tokenized and length-sorted in chunks of this many, so a million
+# texts never sit in memory as tensors at once.
+_CHUNK = 4096
+
+
+def _is_jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Batches of indices, longest first, so each batch pads to similar lengths."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled training batches of similar lengths.
+
+    Shuffle, cut into pools of 50 batches, sort each pool by length, cut it into
+    batches, then shuffle the batch order: randomness as with plain shuffling,
+    padding close to that of fully sorted batches.
+    """
+    lengths = np.asarray(lengths)
+    perm = rng.permutation(len(lengths))
+    pool = batch_size * 50
+    batches = []
+    for start in range(0, len(perm), pool):
+        chunk = perm[start : start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+class _TorchBlob:
+    """A torch object serialised by ``torch.save`` inside a pickle."""
+
+    def __init__(self, obj: Any):
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        self.data = buf.getvalue()
+
+    def load(self, map_location):
+        import torch
+
+        return torch.load(io.BytesIO(self.data), map_location=map_location, weights_only=False)
+
+
+class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimator):
+    """Base class of kdtext's torch text classifiers. Not for direct use."""
+
+    _parameter_constraints: dict = {
+        "max_length": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "warmup_ratio": [Interval(Real, 0, 1, closed="both")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left"), None],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
+        "device": "no_validation",  # checked by resolve_device in fit
+        "mixed_precision": ["boolean", StrOptions({"auto"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # attributes holding torch objects, serialised device-safely by __getstate__
+    _torch_attributes: tuple[str, ...] = ("model_",)
+
+    # ------------------------------------------------------------------ hooks
+    def _init_model(self, texts: list[str], n_classes: int) -> None:  # pragma: no cover
+        """Set ``self.tokenizer_`` and ``self.model_`` (on the CPU) for ``n_classes``."""
+        raise NotImplementedError
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:  # pragma: no cover
+        """Token ids of each text, truncated to ``max_length``."""
+        raise NotImplementedError
+
+    def _collate(self, seqs: list[list[int]], device) -> dict:  # pragma: no cover
+        """Pad a batch of id lists into the model's input tensors on ``device``."""
+        raise NotImplementedError
+
+    def _forward(self, batch: dict):  # pragma: no cover
+        """Logits of shape (batch, n_classes) for a collated batch."""
+        raise NotImplementedError
+
+    def _save_model(self, path: Path) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _load_model(self, path: Path) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _param_groups(self) -> list[dict]:
+        """AdamW parameter groups: no weight decay on biases and norms."""
+        decay, no_decay = [], []
+        for name, p in self.model_.named_parameters():
+            if not p.requires_grad:
+                continue
+            if p.ndim < 2 or "norm" in name.lower():
+                no_decay.append(p)
+            else:
+                decay.append(p)
+        return [
+            {"params": decay, "weight_decay": self.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    # ------------------------------------------------------------ sklearn API
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+    def fit(self, X, y):
+        """Train on texts with hard labels.
+
+        Parameters
+        ----------
+        X : list-like of str of shape (n_samples,)
+            Training texts.
+        y : array-like of shape (n_samples,)
+            Labels, integers or strings; ``classes_`` keeps them.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self._validate_params()
+        texts, _, classes, y_idx = check_texts_and_labels(X, y)
+        self._fit_impl(texts, classes, y_idx, None, loss="ce", temperature=1.0, alpha=1.0)
+        return self
+
+    def fit_soft(self, X, teacher_logits, y=None, *, classes, loss="kl", temperature=2.0, alpha=0.0):
+        """Train on a teacher's soft targets, with gold labels where given.
+
+        This is kdtext's soft-target interface (see
+        :class:`kdtext.base.SoftTargetStudentMixin`), used by
+        :class:`~kdtext.DistillationClassifier`.
+
+        Parameters
+        ----------
+        X : list-like of str of shape (n_samples,)
+            The transfer set.
+        teacher_logits : array-like of shape (n_samples, n_classes)
+            The teacher's logits (or log-probabilities).
+        y : array-like of int of shape (n_samples,), default=None
+            Index into ``classes`` of each text's gold label, -1 where a text
+            has none. None means no gold labels.
+        classes : array-like of shape (n_classes,)
+            The labels that the columns of ``teacher_logits`` stand for.
+        loss : {"kl", "mse"}, default="kl"
+            Soft loss: KL divergence at ``temperature`` scaled by T^2
+            (Hinton et al. 2015) or mean squared error on logits (Tang et al. 2019).
+        temperature : float, default=2.0
+            Softmax temperature of the KL loss.
+        alpha : float, default=0.0
+            Weight of the hard-label cross-entropy.
+
+        Returns
+        -------
+        self : object
+        """
+        self._validate_params()
+        texts = check_texts(X)
+        classes = np.asarray(classes)
+        if classes.ndim != 1 or len(classes) < 2:
+            raise ValueError(f"classes must be 1-D with at least 2 labels, got {classes!r}.")
+        logits = np.asarray(teacher_logits, dtype=np.float32)
+        if logits.shape != (len(texts), len(classes)):
+            raise ValueError(
+                f"teacher_logits must have shape (n_samples, n_classes) = ({len(texts)}, {len(classes)}), "
+                f"got {logits.shape}."
+            )
+        if not np.isfinite(logits).all():
+            raise ValueError("teacher_logits holds NaN or infinite values; pass finite logits or log-probabilities.")
+        if y is None:
+            y_idx = np.full(len(texts), -1, dtype=np.int64)
+        else:
+            y_idx = np.asarray(y)
+            if y_idx.shape != (len(texts),) or y_idx.dtype.kind not in "iu":
+                raise ValueError(
+                    f"y must be an int array of shape ({len(texts)},) holding class indices or -1, "
+                    f"got dtype {y_idx.dtype} and shape {y_idx.shape}."
+                )
+            if ((y_idx < -1) | (y_idx >= len(classes))).any():
+                raise ValueError(f"y must hold indices in [0, {len(classes)}) or -1 for unlabeled texts.")
+            y_idx = y_idx.astype(np.int64)
+        if loss not in ("kl", "mse"):
+            raise ValueError(f"loss must be 'kl' or 'mse', got {loss!r}.")
+        self._fit_impl(texts, classes, y_idx, logits, loss=loss, temperature=temperature, alpha=alpha)
+        return self
+
+    @property
+    def n_classes_(self) -> int:
+        check_is_fitted(self, "classes_")
+        return len(self.classes_)
+
+    def predict_logits(self, X) -> np.ndarray:
+        """Raw logits, one column per class, shape (n_samples, n_classes).
+
+        Texts are tokenized in chunks, sorted by length, batched with dynamic
+        padding and run under ``torch.inference_mode``; results come back in
+        the caller's order.
+        """
+        check_is_fitted(self, "model_")
+        texts = check_texts(X)
+        return self._predict_logits(texts)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Confidence scores, as scikit-learn's classifiers give them.
+
+        Multiclass: the logits, shape (n_samples, n_classes). Binary: shape
+        (n_samples,), the logit of ``classes_[1]`` minus that of
+        ``classes_[0]`` (so ``> 0`` predicts ``classes_[1]``). For the full
+        logits of a binary model use :meth:`predict_logits`.
+        """
+        logits = self.predict_logits(X)
+        if logits.shape[1] == 2:
+            return logits[:, 1] - logits[:, 0]
+        return logits
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
+        logits = self.predict_logits(X)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Log of :meth:`predict_proba`."""
+        logits = self.predict_logits(X).astype(np.float64)
+        m = logits.max(axis=1, keepdims=True)
+        return logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted labels, taken from ``classes_``."""
+        return self.classes_[np.argmax(self.predict_logits(X), axis=1)]
+
+    # ------------------------------------------------------------- inference
+    def _iter_encoded_chunks(self, texts: list[str]) -> Iterator[tuple[int, list[list[int]]]]:
+        for start in range(0, len(texts), _CHUNK):
+            yield start, self._encode(texts[start : start + _CHUNK])
+
+    def _predict_logits(self, texts: list[str], *, progress_desc: str = "predict") -> np.ndarray:
+        import torch
+
+        out = np.empty((len(texts), len(self.classes_)), dtype=np.float32)
+        if not texts:
+            return out
+        model = self.model_
+        was_training = model.training
+        model.eval()
+        bs = self.predict_batch_size
+        pbar = self._progress(total=len(texts), desc=progress_desc, unit="text")
+        try:
+            with torch.inference_mode(), self._autocast():
+                for start, seqs in self._iter_encoded_chunks(texts):
+                    for idx in length_sorted_batches([len(s) for s in seqs], bs):
+                        batch = self._collate([seqs[i] for i in idx], self.device_)
+                        logits = self._forward(batch).float()
+                        out[start + idx] = logits.cpu().numpy()
+                        if pbar is not None:
+                            pbar.update(len(idx))
+        finally:
+            if pbar is not None:
+                pbar.close()
+            model.train(was_training)
+        return out
+
+    # -------------------------------------------------------------- training
+    def _progress(self, **kwargs):
+        if not self.verbose:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(leave=False, **kwargs)
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        dev = getattr(self, "device_", None)
+        if dev is None or dev.type != "cuda" or not self._use_amp:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
+    def _split_validation(self, n: int, y_idx: np.ndarray, rng: np.random.Generator):
+        frac = self.validation_fraction
+        if not frac:
+            return np.arange(n), np.arange(0)
+        n_val = int(math.ceil(frac * n))
+        if n_val < 1 or n - n_val < 1:
+            raise ValueError(
+                f"validation_fraction={frac} leaves no training or no validation texts out of {n}. "
+                "Use more texts, a different fraction, or validation_fraction=None."
+            )
+        perm = rng.permutation(n)
+        labeled = y_idx >= 0
+        if labeled.all() and len(np.unique(y_idx)) > 1:
+            # stratified: take the same share of every class
+            val = []
+            for c in np.unique(y_idx):
+                members = perm[y_idx[perm] == c]
+                k = int(round(len(members) * n_val / n))
+                val.append(members[: min(k, len(members) - 1)])
+            val = np.concatenate(val)
+        else:
+            val = perm[:n_val]
+        mask = np.zeros(n, dtype=bool)
+        mask[val] = True
+        return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+    def _fit_impl(self, texts, classes, y_idx, teacher_logits, *, loss, temperature, alpha):
+        import torch
+
+        from .losses import distillation_loss
+
+        self.device_ = resolve_device(self.device)
+        self._use_amp = self.mixed_precision is True or (self.mixed_precision == "auto" and self.device_.type == "cuda")
+        seed = seed_from_random_state(self.random_state)
+        rng = np.random.default_rng(seed)
+        fork_devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
+        self.classes_ = np.asarray(classes)
+        n_classes = len(self.classes_)
+
+        train_idx, val_idx = self._split_validation(len(texts), y_idx, rng)
+        if len(val_idx) == 0 and self.n_iter_no_change is not None:
+            warnings.warn(
+                "n_iter_no_change is set but validation_fraction is None/0, so there is no validation "
+                "set to stop on; all epochs will run.",
+                UserWarning,
+                stacklevel=3,
+            )
+        with torch.random.fork_rng(devices=fork_devices):
+            torch.manual_seed(seed)
+            self._init_model([texts[i] for i in train_idx], n_classes)
+            self.model_.to(self.device_)
+            seqs = self._encode(texts)
+            lengths = np.array([len(s) for s in seqs])
+            y_t = torch.as_tensor(y_idx)
+            t_t = None if teacher_logits is None else torch.as_tensor(teacher_logits)
+
+            def batch_loss(idx):
+                batch = self._collate([seqs[i] for i in idx], self.device_)
+                with self._autocast():
+                    logits = self._forward(batch).float()
+                yb = y_t[idx].to(self.device_)
+                if t_t is None:
+                    return torch.nn.functional.cross_entropy(logits, yb), logits
+                tb = t_t[idx].to(self.device_)
+                return (
+                    distillation_loss(logits, tb, yb, loss=loss, temperature=temperature, alpha=alpha),
+                    logits,
+                )
+
+            # validation target: the gold label where known, else the teacher's argmax
+            val_target = y_idx.copy()
+            if teacher_logits is not None:
+                unl = val_target < 0
+                val_target[unl] = np.argmax(teacher_logits[unl], axis=1)
+
+            params = self._param_groups()
+            optimizer = torch.optim.AdamW(params, lr=self.learning_rate)
+            steps_per_epoch = math.ceil(len(train_idx) / self.batch_size)
+            total = max(1, steps_per_epoch * self.epochs)
+            warm = int(self.warmup_ratio * total)
+
+            def schedule(step):
+                if step < warm:
+                    return (step + 1) / (warm + 1)
+                return max(0.0, (total - step) / max(1, total - warm))
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+            scaler = torch.amp.GradScaler("cuda") if (self._use_amp and self.device_.type == "cuda") else None
+
+            self.history_ = []
+            best_score, best_loss, best_state, best_epoch = -np.inf, np.inf, None, 0
+            no_improve = 0
+            self.n_iter_ = 0
+            self.interrupted_ = False
+            try:
+                for epoch in range(1, self.epochs + 1):
+                    t0 = time.perf_counter()
+                    self.model_.train()
+                    total_loss, n_seen = 0.0, 0
+                    batches = bucketed_batches(lengths[train_idx], self.batch_size, rng)
+                    pbar = self._progress(total=len(batches), desc=f"epoch {epoch}/{self.epochs}", unit="batch")
+                    for b in batches:
+                        idx = train_idx[b]
+                        optimizer.zero_grad(set_to_none=True)
+                        loss_value, _ = batch_loss(idx)
+                        if scaler is not None:
+                            scaler.scale(loss_value).backward()
+                            scaler.unscale_(optimizer)
+                            torch.nn.utils.clip_grad_norm_(self.model_.parameters(), 1.0)
+                            scaler.step(optimizer)
+                            scaler.update()
+                        else:
+                            loss_value.backward()
+                            torch.nn.utils.clip_grad_norm_(self.model_.parameters(), 1.0)
+                            optimizer.step()
+                        scheduler.step()
+                        total_loss += float(loss_value.detach()) * len(idx)
+                        n_seen += len(idx)
+                        if pbar is not None:
+                            pbar.update(1)
+                            pbar.set_postfix(loss=f"{total_loss / n_seen:.4f}")
+                    if pbar is not None:
+                        pbar.close()
+                    record = {"epoch": epoch, "train_loss": total_loss / max(n_seen, 1)}
+                    if len(val_idx):
+                        val_loss, val_score = self._evaluate(val_idx, lengths[val_idx], batch_loss, val_target)
+                        record.update(valid_loss=val_loss, valid_score=val_score)
+                    record["time"] = time.perf_counter() - t0
+                    self.history_.append(record)
+                    self.n_iter_ = epoch
+                    self._log_epoch(record)
+                    if len(val_idx):
+                        improved = record["valid_score"] > best_score or (
+                            record["valid_score"] == best_score and record["valid_loss"] < best_loss
+                        )
+                        if improved:
+                            best_score, best_loss, best_epoch = record["valid_score"], record["valid_loss"], epoch
+                            best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model_.state_dict().items()}
+                            no_improve = 0
+                        else:
+                            no_improve += 1
+                            if self.n_iter_no_change is not None and no_improve >= self.n_iter_no_change:
+                                logger.info("early stopping after epoch %d (best epoch %d)", epoch, best_epoch)
+                                break
+            except KeyboardInterrupt:
+                self.interrupted_ = True
+                warnings.warn(
+                    f"Training interrupted during epoch {self.n_iter_ + 1}; "
+                    + (
+                        f"restored the best weights so far (epoch {best_epoch})."
+                        if best_state is not None
+                        else "kept the current weights (no validation checkpoint yet)."
+                    ),
+                    TrainingInterruptedWarning,
+                    stacklevel=3,
+                )
+            if best_state is not None:
+                self.model_.load_state_dict(best_state)
+            self.best_epoch_ = best_epoch if best_state is not None else self.n_iter_
+            self.model_.eval()
+        return self
+
+    def _evaluate(self, val_idx, val_lengths, batch_loss, val_target):
+        import torch
+
+        self.model_.eval()
+        total, correct = 0.0, 0
+        with torch.inference_mode():
+            for b in length_sorted_batches(val_lengths, self.predict_batch_size):
+                idx = val_idx[b]
+                loss_value, logits = batch_loss(idx)
+                total += float(loss_value) * len(idx)
+                correct += int((logits.argmax(1).cpu().numpy() == val_target[idx]).sum())
+        self.model_.train()
+        return total / len(val_idx), correct / len(val_idx)
+
+    def _log_epoch(self, record: dict) -> None:
+        msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+        logger.info("%s: %s", type(self).__name__, msg)
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            tqdm.write(msg)
+
+    # ----------------------------------------------------------- persistence
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for attr in self._torch_attributes:
+            if attr in state:
+                state[attr] = _TorchBlob(state[attr])
+        if "device_" in state:
+            state["device_"] = str(state["device_"])
+        return state
+
+    def __setstate__(self, state):
+        import torch
+
+        device = state.get("device_")
+        if device is not None:
+            dev = torch.device(device)
+            usable = dev.type == "cpu" or (
+                (dev.type == "cuda" and torch.cuda.is_available())
+                or (dev.type == "mps" and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available())
+            )
+            if not usable:
+                warnings.warn(
+                    f"This estimator was trained on {device}, which is not available here; "
+                    "it was loaded on the CPU.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                dev = torch.device("cpu")
+            state["device_"] = dev
+        for attr in self._torch_attributes:
+            if isinstance(state.get(attr), _TorchBlob):
+                state[attr] = state[attr].load(map_location=state.get("device_", "cpu"))
+        self.__dict__.update(state)
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Save the fitted estimator to a folder, without pickle.
+
+        Writes the weights as safetensors, the tokenizer, and the estimator's
+        parameters, classes and history as JSON (``kdtext_config.json``).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Folder to write; created if missing.
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        check_is_fitted(self, "model_")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        params = {k: v for k, v in self.get_params(deep=False).items() if _is_jsonable(v)}
+        skipped = sorted(set(self.get_params(deep=False)) - set(params))
+        if skipped:
+            logger.warning("save_pretrained: parameters %s are not JSON-serialisable and were not saved", skipped)
+        from . import __version__
+
+        config = {
+            "estimator": type(self).__name__,
+            "kdtext_version": __version__,
+            "params": params,
+            "classes": self.classes_.tolist(),
+            "history": self.history_,
+            "n_iter": self.n_iter_,
+        }
+        self._save_model(path)
+        (path / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, *, device: str = "auto", **params):
+        """Load an estimator written by :meth:`save_pretrained`.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The folder.
+        device : str, default="auto"
+            Where to put the model.
+        **params
+            Parameters that override the saved ones.
+
+        Returns
+        -------
+        estimator : fitted instance of this class
+        """
+        path = Path(path)
+        cfg_file = path / CONFIG_NAME
+        if not cfg_file.is_file():
+            raise ModelNotFoundError(
+                f"{path} holds no {CONFIG_NAME}: it was not written by {cls.__name__}.save_pretrained. "
+                "Pass the folder given to save_pretrained."
+            )
+        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+        if config.get("estimator") != cls.__name__:
+            raise ValueError(f"{path} holds a {config.get('estimator')}, not a {cls.__name__}; use that class to load it.")
+        est = cls(**{**config["params"], **params, "device": device})
+        est.device_ = resolve_device(device)
+        est.classes_ = np.asarray(config["classes"])
+        est.history_ = config.get("history", [])
+        est.n_iter_ = config.get("n_iter", len(est.history_))
+        est._use_amp = False
+        est._load_model(path)
+        est.model_.to(est.device_)
+        est.model_.eval()
+        return est

