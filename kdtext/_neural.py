@@ -287,7 +287,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels, taken from ``classes_``."""
-        return self.classes_[np.argmax(self.predict_logits(X), axis=1)]
+        logits = self.predict_logits(X)
+        return self.classes_[np.argmax(logits, axis=1)]
 
     # ------------------------------------------------------------- inference
     def _iter_encoded_chunks(self, texts: list[str]) -> Iterator[tuple[int, list[list[int]]]]:
@@ -379,13 +380,6 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         n_classes = len(self.classes_)
 
         train_idx, val_idx = self._split_validation(len(texts), y_idx, rng)
-        if len(val_idx) == 0 and self.n_iter_no_change is not None:
-            warnings.warn(
-                "n_iter_no_change is set but validation_fraction is None/0, so there is no validation "
-                "set to stop on; all epochs will run.",
-                UserWarning,
-                stacklevel=3,
-            )
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
             self._init_model([texts[i] for i in train_idx], n_classes)

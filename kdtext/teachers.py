@@ -246,13 +246,30 @@ class TransformerClassifier(NeuralTextClassifier):
             logger.warning("%s has no fast tokenizer; tokenization will be slow", path)
         if self.freeze_embeddings:
             self.model_.get_input_embeddings().weight.requires_grad_(False)
+        self._set_token_limits()
+
+    def _set_token_limits(self) -> None:
+        """Cap ``max_length`` at what the model's position embeddings allow."""
+        limit = self.max_length
+        model_max = getattr(self.tokenizer_, "model_max_length", None)
+        if model_max is not None and model_max < 1_000_000:
+            limit = min(limit, int(model_max))
+        max_pos = getattr(self.model_.config, "max_position_embeddings", None)
+        if max_pos:
+            # RoBERTa-style models offset positions by padding_idx + 1
+            offset = 2 if getattr(self.model_.config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"} else 0
+            limit = min(limit, int(max_pos) - offset)
+        if limit < self.max_length:
+            logger.warning("max_length=%d exceeds what %s supports; texts are truncated to %d tokens",
+                           self.max_length, type(self.model_).__name__, limit)
+        self._max_tokens = limit
         self._pad_id = self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else 0
 
     def _encode(self, texts):
         if not texts:
             return []
         return self.tokenizer_(
-            texts, truncation=True, max_length=self.max_length, return_attention_mask=False, return_token_type_ids=False
+            texts, truncation=True, max_length=self._max_tokens, return_attention_mask=False, return_token_type_ids=False
         )["input_ids"]
 
     def _collate(self, seqs, device):
@@ -280,4 +297,4 @@ class TransformerClassifier(NeuralTextClassifier):
         with _quiet_transformers(self.verbose):
             self.tokenizer_ = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
             self.model_ = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False)
-        self._pad_id = self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else 0
+        self._set_token_limits()
