@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kdtext.utils.estimator_checks import CONTRACT_CHECKS, check_text_classifier
+from kdtext.utils.estimator_checks import CONTRACT_CHECKS, STRING_LABELS, check_text_classifier
 
 from conftest import make_toy_texts
 
@@ -22,9 +22,51 @@ def _transformer(paths):
     )
 
 
-# name -> (factory(paths) -> unfitted estimator, param grid for GridSearchCV)
+def _teacher(paths, labels):
+    """A fitted TF-IDF + LogisticRegression teacher on the contract data (labels renamed if given)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    X, y = make_toy_texts(48, seed=3)
+    return make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(X, labels[y] if labels is not None else y)
+
+
+def _distill_ridge(paths, labels=None):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+
+    from kdtext import DistillationClassifier
+
+    return DistillationClassifier(_teacher(paths, labels), make_pipeline(TfidfVectorizer(), Ridge()))
+
+
+def _distill_lr(paths, labels=None):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from kdtext import DistillationClassifier
+
+    return DistillationClassifier(_teacher(paths, labels), make_pipeline(TfidfVectorizer(), LogisticRegression()))
+
+
+def _distill_transformer(paths, labels=None):
+    from kdtext import DistillationClassifier
+
+    return DistillationClassifier(_teacher(paths, labels), _transformer(paths), alpha=0.5)
+
+
+# name -> (factory(paths[, labels]) -> unfitted estimator, param grid for GridSearchCV, check options)
+# Distillers take their classes from the teacher: their factory builds a teacher
+# for string labels too, and one gold class is not an error for them.
+_DISTILLER = {"single_class_is_error": False}
 ESTIMATORS = {
-    "TransformerClassifier": (_transformer, {"epochs": [1, 2]}),
+    "TransformerClassifier": (_transformer, {"epochs": [1, 2]}, {}),
+    "DistillationClassifier[tfidf+ridge]": (_distill_ridge, {"student__ridge__alpha": [0.1, 1.0]}, _DISTILLER),
+    "DistillationClassifier[tfidf+lr]": (_distill_lr, {"alpha": [0.0, 0.5]}, _DISTILLER),
+    "DistillationClassifier[transformer]": (_distill_transformer, {"loss": ["kl", "mse"]}, _DISTILLER),
 }
 
 
@@ -42,6 +84,8 @@ def contract_data():
 @pytest.mark.parametrize("check", list(CONTRACT_CHECKS))
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_contract(name, check, paths, contract_data):
-    factory, grid = ESTIMATORS[name]
+    factory, grid, options = ESTIMATORS[name]
     X, y = contract_data
-    check_text_classifier(factory(paths), X, y, param_grid=grid, checks=[check])
+    if name.startswith("DistillationClassifier"):
+        options = {**options, "estimator_for_strings": factory(paths, STRING_LABELS)}
+    check_text_classifier(factory(paths), X, y, param_grid=grid, checks=[check], **options)
