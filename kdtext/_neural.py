@@ -285,6 +285,24 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         m = logits.max(axis=1, keepdims=True)
         return logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
 
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy of :meth:`predict` on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : list-like of str
+            Texts.
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+        """
+        return super().score(X, y, sample_weight=sample_weight)
+
     def predict(self, X) -> np.ndarray:
         """Predicted labels, taken from ``classes_``."""
         logits = self.predict_logits(X)

@@ -1,4 +1,4 @@
-"""Transfer-set augmentation of Tang et al. (2019), section 3.3.
+"""Transfer-set augmentation of Tang et al. (2019) [1]_, section 3.3.
 
 A distilled student learns from the teacher's outputs, so it can be trained
 on *unlabeled* texts: the teacher labels them. When the labeled data set is

@@ -10,9 +10,10 @@ The combination used by every kdtext student (see
 
     alpha * hard_loss(student_logits, y) + (1 - alpha) * soft
 
-where ``soft`` is :func:`kl_loss` (Hinton et al., 2015) or :func:`mse_loss`
-(Tang et al., 2019), and ``y`` holds the gold class index or -1 for texts
-without a gold label. :func:`distillation_loss` computes exactly that.
+where ``soft`` is :func:`kl_loss` (Hinton et al., 2015 [1]_) or :func:`mse_loss`
+(Tang et al., 2019 [2]_), and ``y`` holds the gold class index or -1 for texts
+without a gold label. :func:`distillation_loss` computes exactly that; :func:`cosine_hidden_loss` is
+DistilBERT's loss on hidden states [3]_.
 
 References
 ----------
