@@ -58,12 +58,29 @@ def _distill_transformer(paths, labels=None):
     return DistillationClassifier(_teacher(paths, labels), _transformer(paths), alpha=0.5)
 
 
+def _bilstm(paths):
+    from kdtext import BiLSTMClassifier
+
+    return BiLSTMClassifier(
+        vocab_size=200, embedding_dim=16, hidden_dim=16, epochs=4, batch_size=8, learning_rate=1e-2,
+        validation_fraction=None, random_state=0,
+    )
+
+
+def _distill_bilstm(paths, labels=None):
+    from kdtext import DistillationClassifier
+
+    return DistillationClassifier(_teacher(paths, labels), _bilstm(paths), alpha=0.5)
+
+
 # name -> (factory(paths[, labels]) -> unfitted estimator, param grid for GridSearchCV, check options)
 # Distillers take their classes from the teacher: their factory builds a teacher
 # for string labels too, and one gold class is not an error for them.
 _DISTILLER = {"single_class_is_error": False}
 ESTIMATORS = {
     "TransformerClassifier": (_transformer, {"epochs": [1, 2]}, {}),
+    "BiLSTMClassifier": (_bilstm, {"hidden_dim": [8, 16]}, {}),
+    "DistillationClassifier[bilstm]": (_distill_bilstm, {"temperature": [1.0, 4.0]}, _DISTILLER),
     "DistillationClassifier[tfidf+ridge]": (_distill_ridge, {"student__ridge__alpha": [0.1, 1.0]}, _DISTILLER),
     "DistillationClassifier[tfidf+lr]": (_distill_lr, {"alpha": [0.0, 0.5]}, _DISTILLER),
     "DistillationClassifier[transformer]": (_distill_transformer, {"loss": ["kl", "mse"]}, _DISTILLER),
