@@ -34,7 +34,7 @@ MODULE_CONFIG_NAME = "bilstm_config.json"
 WEIGHTS_NAME = "model.safetensors"
 TOKENIZER_NAME = "tokenizer.json"
 
-_TOKENIZER_KINDS = ("bpe", "bytelevel_bpe", "wordpiece")
+_TOKENIZER_KINDS = ("bpe", "unicode_bpe", "wordpiece")
 _POOLINGS = ("last", "max", "mean", "max_mean")
 # pad tokens of common pretrained vocabularies, tried in this order for a user tokenizer
 _PAD_CANDIDATES = (PAD_TOKEN, "<pad>", "<PAD>", "<|padding|>", "<|pad|>")
@@ -50,7 +50,7 @@ def train_tokenizer(
 ) -> Tokenizer:
     """Learn a subword tokenizer from ``texts`` with the ``tokenizers`` library.
 
-    ``"bpe"`` and ``"bytelevel_bpe"`` train deterministically: the same texts
+    ``"bpe"`` and ``"unicode_bpe"`` train deterministically: the same texts
     and settings give the same vocabulary. ``"wordpiece"`` does not, in
     tokenizers 0.23: its trainer numbers the ``##`` continuation characters
     in hash-map order, and ties between equally frequent merges follow those
@@ -61,15 +61,15 @@ def train_tokenizer(
     ----------
     texts : list of str
         Training texts.
-    kind : {"bpe", "bytelevel_bpe", "wordpiece"}, default="bpe"
-        ``"bpe"``: BPE over unicode characters after splitting on whitespace
-        and punctuation; characters never seen in training become ``[UNK]``.
-        ``"bytelevel_bpe"``: GPT-2 style byte-level BPE; never produces
-        ``[UNK]``, but spends vocabulary on byte pairs, so with a small
-        vocabulary non-Latin words (Russian) break into many pieces.
-        ``"wordpiece"``: BERT style WordPiece (``##`` continuation pieces);
-        unseen characters make the whole word ``[UNK]``; not bit-for-bit
-        reproducible (see above).
+    kind : {"bpe", "unicode_bpe", "wordpiece"}, default="bpe"
+        ``"bpe"``: GPT-2 style byte-level BPE; never produces ``[UNK]`` (any
+        text is bytes), but spends 256 tokens on the byte alphabet, and with a
+        small vocabulary non-Latin words (Russian) break into more pieces.
+        ``"unicode_bpe"``: BPE over unicode characters after splitting on
+        whitespace and punctuation; characters never seen in training become
+        ``[UNK]``. ``"wordpiece"``: BERT style WordPiece (``##``
+        continuation pieces); unseen characters make the whole word
+        ``[UNK]``; not bit-for-bit reproducible (see above).
     vocab_size : int, default=8000
         Largest vocabulary size, special tokens included (byte-level BPE
         always keeps its 256 byte tokens).
@@ -85,7 +85,10 @@ def train_tokenizer(
     Examples
     --------
     >>> from kdtext.students import train_tokenizer
-    >>> tok = train_tokenizer(["a good film", "a bad film"] * 5, vocab_size=60)
+    >>> tok = train_tokenizer(["a good film", "a bad film"] * 5, vocab_size=300)
+    >>> tok.encode("A good film", add_special_tokens=False).tokens
+    ['Ġa', 'Ġgood', 'Ġfilm']
+    >>> tok = train_tokenizer(["a good film", "a bad film"] * 5, "unicode_bpe", vocab_size=60)
     >>> tok.encode("A good film", add_special_tokens=False).tokens
     ['a', 'good', 'film']
     >>> tok.token_to_id("[PAD]"), tok.token_to_id("[UNK]")
@@ -97,7 +100,7 @@ def train_tokenizer(
     norm = [normalizers.NFKC()]
     if lowercase:
         norm.append(normalizers.Lowercase())
-    if kind == "bytelevel_bpe":
+    if kind == "bpe":
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
         tok.decoder = decoders.ByteLevel()
@@ -108,7 +111,7 @@ def train_tokenizer(
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
-    elif kind == "bpe":
+    elif kind == "unicode_bpe":
         tok = Tokenizer(models.BPE(unk_token=UNK_TOKEN))
         tok.pre_tokenizer = pre_tokenizers.Whitespace()
         trainer = trainers.BpeTrainer(
@@ -142,7 +145,7 @@ def _copy_tokenizer(tokenizer: Any) -> Tokenizer:
     backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
     if not isinstance(backend, Tokenizer):
         raise TypeError(
-            "tokenizer must be 'bpe', 'bytelevel_bpe', 'wordpiece' or a tokenizers.Tokenizer "
+            "tokenizer must be 'bpe', 'unicode_bpe', 'wordpiece' or a tokenizers.Tokenizer "
             f"(or a transformers fast tokenizer), got {type(tokenizer).__name__}."
         )
     tok = Tokenizer.from_str(backend.to_str())
@@ -252,18 +255,19 @@ class BiLSTMClassifier(NeuralTextClassifier):
 
     Parameters
     ----------
-    tokenizer : {"bpe", "bytelevel_bpe", "wordpiece"} or tokenizers.Tokenizer, default="bpe"
+    tokenizer : {"bpe", "unicode_bpe", "wordpiece"} or tokenizers.Tokenizer, default="bpe"
         The kind of tokenizer to learn from the training texts (see
-        :func:`kdtext.students.train_tokenizer`): ``"bpe"`` is BPE over unicode
-        characters after splitting on whitespace and punctuation;
-        ``"bytelevel_bpe"`` is GPT-2 style byte-level BPE (never unknown
-        tokens, but with a small vocabulary it splits Russian words into many
-        pieces); ``"wordpiece"`` is BERT style WordPiece (its training is not
+        :func:`kdtext.students.train_tokenizer`): ``"bpe"`` is GPT-2 style
+        byte-level BPE (no unknown tokens ever); ``"unicode_bpe"`` is BPE over
+        unicode characters after splitting on whitespace and punctuation;
+        ``"wordpiece"`` is BERT style WordPiece (its training is not
         bit-for-bit reproducible in tokenizers 0.23, so neither is ``fit``
-        with it, even with a fixed ``random_state``). Or a ready
-        ``tokenizers.Tokenizer`` (or transformers fast tokenizer), which is
-        copied and not retrained; its special tokens are not added.
-    vocab_size : int, default=16000
+        with it, even with a fixed ``random_state``). On ru_toxic (hard
+        labels, one seed) byte-level BPE 8k scored F1 0.821 and unicode BPE
+        16k 0.805. Or a ready ``tokenizers.Tokenizer`` (or transformers fast
+        tokenizer), which is copied and not retrained; its special tokens
+        are not added.
+    vocab_size : int, default=8000
         Largest learnt vocabulary. Ignored with a ready tokenizer.
     min_frequency : int, default=2
         Merges seen fewer times are not learnt. Ignored with a ready tokenizer.
@@ -280,7 +284,8 @@ class BiLSTMClassifier(NeuralTextClassifier):
     pooling : {"last", "max", "mean", "max_mean"}, default="max_mean"
         How the LSTM outputs become one vector: the final hidden states of
         both directions concatenated (``"last"``, as Tang et al.), max or mean
-        over positions, or max and mean concatenated.
+        over positions, or max and mean concatenated (on ru_toxic, one seed:
+        F1 0.805 for ``"max_mean"`` vs 0.788 for ``"last"``).
     embeddings : array-like of shape (vocab_size, embedding_dim) or None, default=None
         Pretrained embedding matrix whose row ``i`` is token ``i`` of a ready
         ``tokenizer`` (pass both). ``embedding_dim`` must equal its width.
@@ -355,7 +360,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
     --------
     >>> from kdtext import BiLSTMClassifier
     >>> texts = ["a great film", "an awful film", "great acting", "awful plot"] * 10
-    >>> clf = BiLSTMClassifier(vocab_size=100, embedding_dim=16, hidden_dim=16, epochs=15,
+    >>> clf = BiLSTMClassifier(vocab_size=300, embedding_dim=16, hidden_dim=16, epochs=15,
     ...                        validation_fraction=None, n_iter_no_change=None,
     ...                        learning_rate=1e-2, random_state=0)
     >>> clf.fit(texts, [1, 0, 1, 0] * 10).predict(["great", "awful"])
@@ -382,7 +387,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
         self,
         tokenizer: str | Tokenizer = "bpe",
         *,
-        vocab_size: int = 16000,
+        vocab_size: int = 8000,
         min_frequency: int = 2,
         lowercase: bool = True,
         embedding_dim: int = 128,

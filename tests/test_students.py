@@ -17,9 +17,9 @@ from conftest import make_toy_texts
 
 # trains in well under 2 s on the toy data and still learns it
 FAST = dict(
-    vocab_size=200,
-    embedding_dim=16,
-    hidden_dim=16,
+    vocab_size=400,
+    embedding_dim=32,
+    hidden_dim=32,
     epochs=10,
     batch_size=16,
     learning_rate=1e-2,
@@ -75,7 +75,7 @@ def test_three_classes_and_early_stopping():
     assert all("valid_score" in h for h in clf.history_)
 
 
-@pytest.mark.parametrize("kind", ["bpe", "bytelevel_bpe", "wordpiece"])
+@pytest.mark.parametrize("kind", ["bpe", "unicode_bpe", "wordpiece"])
 def test_tokenizer_is_learnt_from_training_texts_deterministically(kind, toy):
     (X, y), _ = toy
     tok = train_tokenizer(X, kind, vocab_size=300)
@@ -185,14 +185,14 @@ def test_embeddings_shape_validation(toy):
     tok = train_tokenizer(X, vocab_size=150)
     n = tok.get_vocab_size()
     with pytest.raises(ValueError, match=r"shape \(vocab_size, embedding_dim\)"):
-        BiLSTMClassifier(tok, embeddings=np.zeros((n + 1, 16)), **FAST).fit(X, y)
+        BiLSTMClassifier(tok, embeddings=np.zeros((n + 1, 32)), **FAST).fit(X, y)
     with pytest.raises(ValueError, match="embedding_dim=8"):
         BiLSTMClassifier(tok, embeddings=np.zeros((n, 8)), **FAST).fit(X, y)
     with pytest.raises(ValueError, match="learns a new vocabulary"):
-        BiLSTMClassifier("bpe", embeddings=np.zeros((200, 16)), **FAST).fit(X, y)
+        BiLSTMClassifier("bpe", embeddings=np.zeros((400, 32)), **FAST).fit(X, y)
     with pytest.raises(ValueError, match="NaN"):
-        BiLSTMClassifier(tok, embeddings=np.full((n, 16), np.nan), **FAST).fit(X, y)
-    emb = np.random.default_rng(0).normal(size=(n, 16)).astype(np.float32)
+        BiLSTMClassifier(tok, embeddings=np.full((n, 32), np.nan), **FAST).fit(X, y)
+    emb = np.random.default_rng(0).normal(size=(n, 32)).astype(np.float32)
     clf = BiLSTMClassifier(tok, embeddings=emb, freeze_embeddings=True, random_state=0, **FAST).fit(X, y)
     np.testing.assert_array_equal(clf.model_.embedding.weight.detach().numpy(), emb)
     assert clf.score(X, y) >= 0.9
