@@ -62,7 +62,7 @@ def _bilstm(paths):
     from kdtext import BiLSTMClassifier
 
     return BiLSTMClassifier(
-        vocab_size=200, embedding_dim=16, hidden_dim=16, epochs=4, batch_size=8, learning_rate=1e-2,
+        vocab_size=400, embedding_dim=16, hidden_dim=16, epochs=4, batch_size=8, learning_rate=1e-2,
         validation_fraction=None, random_state=0,
     )
 
