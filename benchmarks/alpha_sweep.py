@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score
 
-from _common import RESULTS_DIR, add_common_args, data_dir, print_table, write_json
+from _common import RESULTS_DIR, add_common_args, print_table, write_json
 from _distill import CACHE, load_or_fit_teacher
+from distill_sst2 import make_teacher, split
 
 
 def main() -> None:
@@ -39,16 +40,12 @@ def main() -> None:
 
     from pathlib import Path
 
-    from kdtext import BiLSTMClassifier, DistillationClassifier, TransformerClassifier
+    from kdtext import BiLSTMClassifier, DistillationClassifier
 
-    root = data_dir(args.data, "sst2")
-    train = pd.read_csv(root / "train.csv").sample(frac=1.0, random_state=args.seed)
-    dev = pd.read_csv(root / "dev.csv")
-    lab = train.iloc[: args.n_labeled]
-    unl = train.iloc[args.n_labeled : args.n_labeled + args.n_unlabeled]
+    lab, unl, dev = split(args.data, args.seed, args.n_labeled, args.n_unlabeled)
     cache = Path(args.cache)
     teacher, _, _ = load_or_fit_teacher(
-        lambda: TransformerClassifier(epochs=3, batch_size=32, learning_rate=5e-5, random_state=args.seed, verbose=1),
+        lambda: make_teacher(args.seed),
         lab["text"].tolist(), lab["label"].to_numpy(), cache / "distill_sst2-teacher", retrain=False,
     )
     teacher_acc = accuracy_score(dev["label"], teacher.predict(dev["text"].tolist()))

@@ -23,6 +23,21 @@ from _common import add_common_args, data_dir
 from _distill import add_args, run
 
 
+def make_teacher(seed: int):
+    """The SST-2 teacher: all-MiniLM-L6-v2 fine-tuned for 3 epochs (shared with alpha_sweep.py)."""
+    from kdtext import TransformerClassifier
+
+    return TransformerClassifier(epochs=3, batch_size=32, learning_rate=5e-5, random_state=seed, verbose=1)
+
+
+def split(data, seed: int, n_labeled: int, n_unlabeled: int):
+    """(labeled, unlabeled, dev) frames: a seeded shuffle of train.csv cut in two, and dev.csv."""
+    root = data_dir(data, "sst2")
+    train = pd.read_csv(root / "train.csv").sample(frac=1.0, random_state=seed)
+    dev = pd.read_csv(root / "dev.csv")
+    return train.iloc[:n_labeled], train.iloc[n_labeled : n_labeled + n_unlabeled], dev
+
+
 def main() -> None:
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]), "distill_sst2")
     add_args(parser)
@@ -32,13 +47,9 @@ def main() -> None:
 
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from kdtext import BiLSTMClassifier, TransformerClassifier
+    from kdtext import BiLSTMClassifier
 
-    root = data_dir(args.data, "sst2")
-    train = pd.read_csv(root / "train.csv").sample(frac=1.0, random_state=args.seed)
-    dev = pd.read_csv(root / "dev.csv")
-    lab = train.iloc[: args.n_labeled]
-    unl = train.iloc[args.n_labeled : args.n_labeled + args.n_unlabeled]
+    lab, unl, dev = split(args.data, args.seed, args.n_labeled, args.n_unlabeled)
 
     run(
         name="distill_sst2",
@@ -50,7 +61,7 @@ def main() -> None:
         y_eval=dev["label"].to_numpy(),
         metric=accuracy_score,
         metric_name="accuracy",
-        make_teacher=lambda: TransformerClassifier(epochs=3, batch_size=32, learning_rate=5e-5, random_state=args.seed, verbose=1),
+        make_teacher=lambda: make_teacher(args.seed),
         make_bilstm=lambda: BiLSTMClassifier(random_state=args.seed),
         tfidf=lambda: TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
         reference={
