@@ -329,15 +329,11 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
                 f"y holds the string {str(marker)!r} but unlabeled_label is the integer {marker!r}: it is ambiguous "
                 f"whether those texts are unlabeled. Pass unlabeled_label={str(marker)!r} if they are."
             )
-        if marker is None:
-            unl = np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in y], dtype=bool)
-        else:
-            if y.dtype == object and any(v is None for v in y):
-                raise ValueError(
-                    f"y holds None, but unlabeled_label={marker!r}. If None marks unlabeled texts, pass unlabeled_label=None."
-                )
-            unl = np.asarray(y == marker, dtype=bool) if y.dtype.kind not in "US" or isinstance(marker, str) else np.zeros(n, bool)
-        labeled = ~unl
+        if marker is not None and y.dtype == object and any(v is None for v in y):
+            raise ValueError(
+                f"y holds None, but unlabeled_label={marker!r}. If None marks unlabeled texts, pass unlabeled_label=None."
+            )
+        labeled = ~self._unlabeled_mask(y)
         if y.dtype.kind in "iuf" and classes.dtype.kind in "US":
             raise ValueError(f"y holds numbers but the teacher's classes are strings {classes.tolist()}.")
         index = {c: i for i, c in enumerate(classes.tolist())}
@@ -357,6 +353,15 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
                 "use the teacher's label values."
             )
         return y_idx
+
+    def _unlabeled_mask(self, y: np.ndarray) -> np.ndarray:
+        """Where ``y`` holds ``unlabeled_label`` (None also matches NaN)."""
+        marker = self.unlabeled_label
+        if marker is None:
+            return np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in y], dtype=bool)
+        if y.dtype.kind in "US" and not isinstance(marker, str):
+            return np.zeros(len(y), dtype=bool)  # an int marker never equals a string label
+        return np.asarray(y == marker, dtype=bool)
 
     def _resolve_target(self, student) -> str:
         if self.target != "auto":
@@ -585,13 +590,7 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
         if len(y) != len(texts):
             raise ValueError(f"X and y have different lengths: {len(texts)} texts but {len(y)} labels.")
-        marker = self.unlabeled_label
-        if marker is None:
-            labeled = np.array([v is not None for v in y], dtype=bool)
-        elif y.dtype.kind in "US" and not isinstance(marker, str):
-            labeled = np.ones(len(y), dtype=bool)
-        else:
-            labeled = ~np.asarray(y == marker, dtype=bool)
+        labeled = ~self._unlabeled_mask(y)
         if not labeled.any():
             raise ValueError("y holds no labeled texts to score against (all are unlabeled_label).")
         from sklearn.metrics import accuracy_score
