@@ -19,7 +19,6 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
-import pandas as pd
 from sklearn.metrics import accuracy_score
 
 from _common import RESULTS_DIR, add_common_args, print_table, write_json

@@ -22,7 +22,6 @@ import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 

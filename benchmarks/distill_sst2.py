@@ -15,7 +15,6 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score
 

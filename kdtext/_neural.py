@@ -11,7 +11,6 @@ interrupt safety, fast sorted inference, device-safe pickling and
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging

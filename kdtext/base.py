@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import numbers
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 

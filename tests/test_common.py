@@ -6,7 +6,6 @@ test paths and returning a fast configuration, and a small parameter grid.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from kdtext.utils.estimator_checks import CONTRACT_CHECKS, STRING_LABELS, check_text_classifier

@@ -179,7 +179,7 @@ def test_hard_route_uses_teacher_labels_weighted_by_confidence(teacher, data, mo
         return real_fit(self, X_, y_, sample_weight=sample_weight)
 
     monkeypatch.setattr(LogisticRegression, "fit", spy)
-    kd = DistillationClassifier(teacher, tfidf_lr(), alpha=0.0).fit(X, y)
+    DistillationClassifier(teacher, tfidf_lr(), alpha=0.0).fit(X, y)
     proba = teacher.predict_proba(list(dict.fromkeys(X)))
     np.testing.assert_array_equal(captured["y"], teacher.classes_[proba.argmax(1)])
     np.testing.assert_allclose(captured["w"], proba.max(1), rtol=1e-5)

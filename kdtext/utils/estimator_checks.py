@@ -20,7 +20,6 @@ Examples
 
 from __future__ import annotations
 
-import io
 import pickle
 import re
 from typing import Any, Callable, Iterable
