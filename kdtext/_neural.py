@@ -346,16 +346,38 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
 
         return tqdm(leave=False, **kwargs)
 
+    def _amp_dtype(self):
+        """The autocast dtype for ``device_`` and ``mixed_precision``, or None for fp32.
+
+        Read at every call, so ``set_params(mixed_precision=...)`` on a fitted
+        estimator changes how it predicts. "auto": bf16 (fp16 where bf16 is not
+        supported) on CUDA, fp32 elsewhere. True: the same on CUDA, and bf16 on
+        the CPU. False: fp32 everywhere.
+        """
+        import torch
+
+        dev = getattr(self, "device_", None)
+        if dev is None:
+            return None
+        if isinstance(self.mixed_precision, str):  # "auto"
+            enabled = dev.type == "cuda"
+        else:
+            enabled = bool(self.mixed_precision) and dev.type in ("cuda", "cpu")
+        if not enabled:
+            return None
+        if dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return torch.bfloat16
+
     def _autocast(self):
         import contextlib
 
         import torch
 
-        dev = getattr(self, "device_", None)
-        if dev is None or dev.type != "cuda" or not self._use_amp:
+        dtype = self._amp_dtype()
+        if dtype is None:
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast(device_type="cuda", dtype=dtype)
+        return torch.autocast(device_type=self.device_.type, dtype=dtype)
 
     def _split_validation(self, n: int, y_idx: np.ndarray, rng: np.random.Generator):
         frac = self.validation_fraction
@@ -389,7 +411,6 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         from .losses import distillation_loss
 
         self.device_ = resolve_device(self.device)
-        self._use_amp = self.mixed_precision is True or (self.mixed_precision == "auto" and self.device_.type == "cuda")
         seed = seed_from_random_state(self.random_state)
         rng = np.random.default_rng(seed)
         fork_devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
@@ -437,7 +458,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
                 return max(0.0, (total - step) / max(1, total - warm))
 
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-            scaler = torch.amp.GradScaler("cuda") if (self._use_amp and self.device_.type == "cuda") else None
+            # loss scaling is needed for fp16 only (bf16 has fp32's exponent range)
+            scaler = torch.amp.GradScaler("cuda") if self._amp_dtype() == torch.float16 else None
 
             self.history_ = []
             best_score, best_loss, best_state, best_epoch = -np.inf, np.inf, None, 0
@@ -636,7 +658,6 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         est.classes_ = np.asarray(config["classes"])
         est.history_ = config.get("history", [])
         est.n_iter_ = config.get("n_iter", len(est.history_))
-        est._use_amp = False
         est._load_model(path)
         est.model_.to(est.device_)
         est.model_.eval()

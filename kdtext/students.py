@@ -315,7 +315,14 @@ class BiLSTMClassifier(NeuralTextClassifier):
     device : {"auto", "cpu", "cuda", "mps"} or str, default="auto"
         Where to train and predict, resolved when ``fit`` is called.
     mixed_precision : bool or "auto", default="auto"
-        Autocast to bf16/fp16 on a CUDA device ("auto": on when on CUDA).
+        Autocast for training and inference. "auto": bf16 (fp16 where bf16 is
+        not supported) on CUDA, exact fp32 elsewhere. True: the same on CUDA,
+        and bf16 on the CPU too, which is much faster on CPUs with
+        AVX512-BF16 or AMX (2.4x for MiniLM inference in
+        ``benchmarks/teacher_throughput.py``) at a small cost in precision
+        (logits within about 1e-3 of fp32's), and may be slower on CPUs
+        without them. False: fp32 everywhere. Read at every call, so
+        ``set_params(mixed_precision=True)`` speeds up a fitted teacher.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, dropout, shuffling and the validation split.
         The global torch/numpy RNG state is left untouched. Tokenizer

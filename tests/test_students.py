@@ -236,3 +236,19 @@ def test_invalid_parameters(params, toy):
     (X, y), _ = toy
     with pytest.raises(InvalidParameterError):
         BiLSTMClassifier(**params).fit(X, y)
+
+
+def test_mixed_precision_on_cpu_trains_and_predicts(fitted, toy):
+    """mixed_precision=True autocasts the BiLSTM to bf16 on the CPU; "auto" keeps exact fp32."""
+    (X, y), (X_test, y_test) = toy
+    exact = fitted.predict_logits(X_test)
+    bf16 = BiLSTMClassifier(random_state=0, **{**FAST, "mixed_precision": True}).fit(X, y)
+    assert bf16._amp_dtype() == torch.bfloat16 and fitted._amp_dtype() is None
+    assert bf16.score(X_test, y_test) >= 0.9
+    fitted.set_params(mixed_precision=True)
+    try:
+        assert not np.array_equal(fitted.predict_logits(X_test), exact)
+        np.testing.assert_allclose(fitted.predict_logits(X_test), exact, atol=0.1)
+    finally:
+        fitted.set_params(mixed_precision="auto")
+    np.testing.assert_array_equal(fitted.predict_logits(X_test), exact)

@@ -126,6 +126,24 @@ def test_keyboard_interrupt_keeps_best_weights(tiny_bert_path, monkeypatch):
     assert clf.predict(X[:3]).shape == (3,)
 
 
+def test_mixed_precision_on_cpu(tiny_bert_path):
+    """True autocasts to bf16 on the CPU (training and inference); "auto" and False stay exact fp32."""
+    X, y = make_toy_texts(80, seed=0)
+    clf = fast(tiny_bert_path, epochs=3).fit(X, y)
+    assert clf._amp_dtype() is None  # "auto" on the CPU
+    exact = clf.predict_logits(X)
+    clf.set_params(mixed_precision=True)  # read at call time: a fitted teacher can switch
+    assert clf._amp_dtype() == torch.bfloat16
+    low = clf.predict_logits(X)
+    assert low.dtype == np.float32 and not np.array_equal(low, exact)  # bf16 really ran
+    np.testing.assert_allclose(low, exact, atol=0.1)
+    clf.set_params(mixed_precision=False)
+    np.testing.assert_array_equal(clf.predict_logits(X), exact)
+    # training under bf16 autocast on the CPU works and learns
+    bf16 = fast(tiny_bert_path, mixed_precision=True).fit(X, y)
+    assert bf16.score(*make_toy_texts(60, seed=1)) >= 0.9
+
+
 def test_pickle_is_device_safe(fitted):
     state = fitted.__getstate__()
     state["device_"] = "cuda:0"  # as if trained on a GPU
