@@ -10,7 +10,10 @@ all-MiniLM-L6-v2 with a 2-class head), how fast raw logits come out of:
     text, in the caller's order);
 (c) ``kdtext.TransformerClassifier.predict_logits`` (texts sorted by length,
     padded per batch, ``torch.inference_mode``; ``predict_proba`` is the same
-    call plus a softmax).
+    call plus a softmax), exact fp32: the default;
+(d) the same with ``mixed_precision=True`` (bf16 autocast on the CPU), opt-in.
+    It is not held to the 1e-4 agreement bar (bf16 keeps 8 mantissa bits); its
+    max logit difference and argmax agreement with (c) are reported.
 
 Texts: SST-2 dev.csv (872) + the first 1,128 rows of test.csv = 2,000 full
 sentences (19 words on average, longer than the train phrases, which are
@@ -38,7 +41,8 @@ Run (about 3 minutes on 2 idle cores, 4 with ``--profile``)::
     HF_HUB_OFFLINE=1 python benchmarks/teacher_throughput.py
     HF_HUB_OFFLINE=1 python benchmarks/teacher_throughput.py --profile   # + kdtext sweeps
 
-Targets: kdtext >= 5x (a), >= 1.2x (b), utilisation >= 60%.
+Targets: kdtext >= 5x (a), >= 1.2x (b), utilisation >= 60%, checked for (c);
+the speedups of (d) are printed beside them.
 """
 
 from __future__ import annotations
@@ -165,16 +169,6 @@ def profile_kdtext(clf, texts: list[str], real_tokens: int, flops_per_token: flo
     torch.set_num_threads(n0)
     prof["texts_per_s_by_threads"] = threads
 
-    # 6. bf16 autocast on the CPU (kdtext autocasts only on CUDA today)
-    ref = clf.predict_logits(texts)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        t = best_of(lambda: clf.predict_logits(texts))
-        low = clf.predict_logits(texts)
-    prof["bf16_autocast"] = {
-        "texts_per_s": len(texts) / t,
-        "max_abs_logit_diff": float(np.abs(low - ref).max()),
-        "argmax_agreement": float((low.argmax(1) == ref.argmax(1)).mean()),
-    }
     return prof
 
 
@@ -207,7 +201,7 @@ def main(argv=None) -> int:
     train = train[:64]
     print(f"{len(texts)} texts (sst2 dev + test), torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
 
-    busy: dict[str, list] = {"matmul": [], "a": [], "b": [], "c": [], "profile": []}
+    busy: dict[str, list] = {"matmul": [], "a": [], "b": [], "c": [], "d": [], "profile": []}
 
     def idle(section):
         if args.max_busy < 1:
@@ -261,20 +255,32 @@ def main(argv=None) -> int:
     def run_c():
         return clf.predict_logits(texts)
 
-    times: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+    def run_d():
+        clf.set_params(mixed_precision=True)
+        try:
+            return clf.predict_logits(texts)
+        finally:
+            clf.set_params(mixed_precision="auto")
+
+    run_d()  # warm-up of the bf16 kernels
+    times: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": []}
     print("timing (a) pipeline, one text at a time ...", flush=True)
     idle("a")
     t, logits_a = timed(run_a)
     times["a"].append(t)
-    logits_b = logits_c = None
-    for r in range(args.repeats):  # interleaved, so (b) and (c) see the same machine load
+    logits_b = logits_c = logits_d = None
+    for r in range(args.repeats):  # interleaved, so (b), (c) and (d) see the same machine load
         idle("b")
         t, logits_b = timed(run_b)
         times["b"].append(t)
         idle("c")
         t, logits_c = timed(run_c)
         times["c"].append(t)
-        print(f"  repeat {r + 1}: (b) {times['b'][-1]:.2f}s  (c) {times['c'][-1]:.2f}s", flush=True)
+        idle("d")
+        t, logits_d = timed(run_d)
+        times["d"].append(t)
+        print(f"  repeat {r + 1}: (b) {times['b'][-1]:.2f}s  (c) {times['c'][-1]:.2f}s  (d) {times['d'][-1]:.2f}s",
+              flush=True)
 
     idle("matmul")
     matmul_after = _common.measure_matmul_gflops()
@@ -286,8 +292,11 @@ def main(argv=None) -> int:
     proba = clf.predict_proba(texts)
     e = np.exp(logits_c - logits_c.max(1, keepdims=True))
     diff_proba = float(np.abs(proba - e / e.sum(1, keepdims=True)).max())
+    diff_d = float(np.abs(logits_d - logits_c).max())
+    argmax_d = float((logits_d.argmax(1) == logits_c.argmax(1)).mean())
     print(f"max |logits(a) - logits(c)| = {diff_a:.2e}, max |logits(b) - logits(c)| = {diff_b:.2e}, "
           f"max |predict_proba - softmax(logits(c))| = {diff_proba:.2e}", flush=True)
+    print(f"(d) bf16 vs (c) fp32: max |logit diff| = {diff_d:.2e}, argmax agreement {100 * argmax_d:.2f}%", flush=True)
 
     best = {k: min(v) for k, v in times.items()}
     rows = []
@@ -295,8 +304,9 @@ def main(argv=None) -> int:
         "a": "pipeline, list (1 text/step)",
         "b": "pipeline, batch_size=32",
         "c": f"kdtext predict_logits (bs={clf.predict_batch_size})",
+        "d": "kdtext, mixed_precision=True (bf16)",
     }
-    for k in "abc":
+    for k in "abcd":
         tps = len(texts) / best[k]
         gflops = flops_per_token * real_tokens / best[k] / 1e9
         rows.append(
@@ -323,7 +333,10 @@ def main(argv=None) -> int:
         "utilisation": (util_c, util_c >= TARGETS["utilisation"]),
     }
     for name, (value, ok) in checks.items():
-        print(f"target {name} >= {TARGETS[name]}: {value:.2f} {'OK' if ok else 'MISSED'}")
+        print(f"target {name} >= {TARGETS[name]}: {value:.2f} {'OK' if ok else 'MISSED'} (fp32, row c)")
+    d = rows[3]
+    print(f"opt-in bf16 (row d): {d['vs a']:.2f}x (a), {d['vs b']:.2f}x (b); max logit diff {diff_d:.1e} "
+          f"({'within' if diff_d < ATOL else 'over'} the {ATOL:g} bar), argmax agreement {100 * argmax_d:.2f}%")
 
     profile = None
     if args.profile:
@@ -348,7 +361,9 @@ def main(argv=None) -> int:
             "cpu_busy_before_timing": busy,
             "rows": rows,
             "table": table,
-            "max_abs_logit_diff": {"a_vs_c": diff_a, "b_vs_c": diff_b, "predict_proba_vs_softmax": diff_proba},
+            "max_abs_logit_diff": {"a_vs_c": diff_a, "b_vs_c": diff_b, "predict_proba_vs_softmax": diff_proba,
+                                   "d_vs_c": diff_d},
+            "argmax_agreement_d_vs_c": argmax_d,
             "targets": {k: {"target": TARGETS[k], "value": v, "met": ok} for k, (v, ok) in checks.items()},
             "profile": profile,
         },
