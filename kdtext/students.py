@@ -318,7 +318,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
         Autocast for training and inference. "auto": bf16 (fp16 where bf16 is
         not supported) on CUDA, exact fp32 elsewhere. True: the same on CUDA,
         and bf16 on the CPU too, which is much faster on CPUs with
-        AVX512-BF16 or AMX (2.4x for MiniLM inference in
+        AVX512-BF16 or AMX (2.4-2.8x for MiniLM inference in
         ``benchmarks/teacher_throughput.py``) at a small cost in precision
         (logits within about 1e-3 of fp32's), and may be slower on CPUs
         without them. False: fp32 everywhere. Read at every call, so
