@@ -396,6 +396,10 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
             os.close(fd)
             out = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, n_classes))
             logger.info("teacher outputs for %d texts memory-mapped at %s", n, path)
+            try:  # POSIX keeps the mapping alive without a name: nothing is left behind in the temp folder
+                os.unlink(path)
+            except OSError:  # pragma: no cover - Windows cannot unlink a mapped file
+                logger.info("%s stays in the temp folder until deleted", path)
         else:
             out = np.empty((n, n_classes), dtype=np.float32)
         todo = np.arange(n)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import joblib
@@ -328,6 +329,8 @@ def test_large_teacher_outputs_are_memory_mapped(teacher, data, monkeypatch):
     monkeypatch.setattr(distillation_module, "MEMMAP_THRESHOLD", 0)
     kd = DistillationClassifier(teacher, tfidf_ridge(), chunk_size=7).fit(X, y)
     assert isinstance(kd.teacher_logits_, np.memmap)
+    if os.name == "posix":  # the backing file is unlinked once mapped: no temp files pile up across fits
+        assert not os.path.exists(kd.teacher_logits_.filename)
     np.testing.assert_allclose(np.asarray(kd.teacher_logits_), distillation_module.teacher_logits(teacher, list(dict.fromkeys(X))), rtol=1e-5)
 
 
