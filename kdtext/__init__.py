@@ -18,6 +18,7 @@ _LAZY = {
     "TextCleaner": "kdtext.preprocessing",
     "Lemmatizer": "kdtext.preprocessing",
     "StopWordRemover": "kdtext.preprocessing",
+    "shrink_transformer": "kdtext.shrink",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

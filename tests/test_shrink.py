@@ -1,0 +1,143 @@
+"""shrink_transformer: a shallower transformer initialised from a deeper one (DistilBERT / TinyBERT style)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+
+from kdtext import DistillationClassifier, TransformerClassifier, shrink_transformer
+from kdtext.exceptions import ModelNotFoundError
+from kdtext.shrink import select_layers
+
+from conftest import make_toy_texts
+
+
+@pytest.fixture(scope="module")
+def deep_bert_path(tmp_path_factory, tiny_bert_path):
+    """The tiny test BERT with 4 layers instead of 2 (same vocabulary), saved and loaded the real way."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("deep-bert")
+    config = BertConfig.from_pretrained(tiny_bert_path)
+    config.num_hidden_layers = 4
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        BertModel(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_bert_path).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def teacher(deep_bert_path):
+    X, y = make_toy_texts(120, seed=0)
+    return TransformerClassifier(
+        deep_bert_path, epochs=8, batch_size=8, learning_rate=1e-3, validation_fraction=None, random_state=0
+    ).fit(X, y)
+
+
+def _weights(path):
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(path).state_dict()
+
+
+@pytest.mark.parametrize(
+    "n, layers, expected",
+    [(6, None, [0, 2, 4]), (12, None, [0, 2, 4, 6, 8, 10]), (6, 3, [1, 3, 5]), (12, 6, [1, 3, 5, 7, 9, 11]),
+     (4, 1, [3]), (4, 4, [0, 1, 2, 3]), (6, [0, 5], [0, 5]), (6, (2,), [2])],
+)
+def test_select_layers(n, layers, expected):
+    assert select_layers(n, layers) == expected
+
+
+@pytest.mark.parametrize(
+    "layers, error, match",
+    [(0, ValueError, "between 1"), (7, ValueError, "between 1"), ([], ValueError, "non-empty"),
+     ([0, 6], ValueError, "outside"), ([3, 1], ValueError, "increasing"), ([1, 1], ValueError, "increasing"),
+     ("0,2", TypeError, "sequence"), ([0.5], ValueError, "ints"), (True, TypeError, "sequence")],
+)
+def test_select_layers_rejects_bad_choices(layers, error, match):
+    with pytest.raises(error, match=match):
+        select_layers(6, layers)
+
+
+def test_fitted_teacher_every_other_layer(teacher, tmp_path):
+    before = torch.random.get_rng_state()
+    folder = shrink_transformer(teacher, tmp_path / "student")
+    assert torch.equal(torch.random.get_rng_state(), before)  # the user's RNG is untouched
+    student, source = _weights(folder), teacher.model_.state_dict()
+    config = json.loads((tmp_path / "student" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 2
+    assert config["kdtext_shrunk_from"]["kept_layers"] == [0, 2]
+    # embeddings, head and the kept layers are the teacher's, renumbered
+    for key in ("bert.embeddings.word_embeddings.weight", "bert.pooler.dense.weight", "classifier.weight"):
+        assert torch.equal(student[key], source[key])
+    for new, old in enumerate([0, 2]):
+        for name in ("attention.self.query.weight", "output.dense.bias", "output.LayerNorm.weight"):
+            assert torch.equal(
+                student[f"bert.encoder.layer.{new}.{name}"], source[f"bert.encoder.layer.{old}.{name}"]
+            )
+    assert not any(k.startswith("bert.encoder.layer.2.") for k in student)
+
+
+def test_model_folder_uniform_layers(deep_bert_path, tmp_path):
+    from transformers import AutoModel
+
+    folder = shrink_transformer(deep_bert_path, tmp_path / "s", layers=2)  # TinyBERT mapping: layers 1 and 3
+    student, source = AutoModel.from_pretrained(folder).state_dict(), AutoModel.from_pretrained(deep_bert_path).state_dict()
+    assert torch.equal(student["encoder.layer.0.attention.self.key.weight"], source["encoder.layer.1.attention.self.key.weight"])
+    assert torch.equal(student["encoder.layer.1.intermediate.dense.weight"], source["encoder.layer.3.intermediate.dense.weight"])
+
+
+def test_shrunk_student_loads_and_distils(teacher, tmp_path):
+    """The shrunk student loads through TransformerClassifier and learns the task from the teacher alone."""
+    folder = shrink_transformer(teacher, tmp_path / "student", layers=[0, 3])
+    X, y = make_toy_texts(120, seed=0)
+    X_test, y_test = make_toy_texts(60, seed=1)
+    student = TransformerClassifier(
+        folder, epochs=4, batch_size=8, learning_rate=1e-3, validation_fraction=None, random_state=0
+    )
+    kd = DistillationClassifier(teacher, student, loss="mse").fit(X, np.full(len(X), -1))
+    assert kd.score(X_test, y_test) >= 0.9
+    assert kd.student_.model_.config.num_hidden_layers == 2
+    assert kd.fidelity_ >= 0.9
+
+
+def test_bad_sources_are_clear(deep_bert_path, tmp_path):
+    with pytest.raises(NotFittedError):
+        shrink_transformer(TransformerClassifier(deep_bert_path), tmp_path / "x")
+    with pytest.raises(ModelNotFoundError, match="not a folder that exists"):
+        shrink_transformer(tmp_path / "missing", tmp_path / "x")
+    with pytest.raises(TypeError, match="fitted TransformerClassifier or a model folder"):
+        shrink_transformer(42, tmp_path / "x")
+    with pytest.raises(ValueError, match="between 1"):
+        shrink_transformer(deep_bert_path, tmp_path / "x", layers=5)
+    assert not (tmp_path / "x").exists()  # nothing written on error
+
+
+@pytest.mark.parametrize("arch", ["distilbert", "roberta", "electra"])
+def test_other_encoder_families(arch, tiny_bert_path, tmp_path):
+    """The layer stack is found by shape, so other encoders shrink too (tiny random models, real save/load)."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    sizes = dict(vocab_size=120, hidden_size=32, num_attention_heads=4, intermediate_size=37, max_position_embeddings=64)
+    if arch == "distilbert":
+        config = AutoConfig.for_model(arch, vocab_size=120, dim=32, n_heads=4, hidden_dim=37, n_layers=4,
+                                      max_position_embeddings=64)
+    else:
+        config = AutoConfig.for_model(arch, num_hidden_layers=4, **sizes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        AutoModel.from_config(config).save_pretrained(tmp_path / "src")
+    AutoTokenizer.from_pretrained(tiny_bert_path).save_pretrained(tmp_path / "src")
+    folder = shrink_transformer(tmp_path / "src", tmp_path / "dst")
+    source, student = AutoModel.from_pretrained(tmp_path / "src"), AutoModel.from_pretrained(folder)
+    assert student.config.num_hidden_layers == 2
+    kept = [k for k in student.state_dict() if ".1." in k and "layer" in k]
+    assert kept and all(
+        torch.equal(student.state_dict()[k], source.state_dict()[k.replace(".1.", ".2.", 1)]) for k in kept
+    )
