@@ -140,7 +140,7 @@ class TransformerClassifier(NeuralTextClassifier):
         AVX512-BF16 or AMX (2.4-2.8x for MiniLM inference in
         ``benchmarks/teacher_throughput.py``) at a small cost in precision
         (logits within about 1e-3 of fp32's), and may be slower on CPUs
-        without them. False: fp32 everywhere. Read at every call, so
+        without them. MPS stays fp32. False: fp32 everywhere. Read at every call, so
         ``set_params(mixed_precision=True)`` speeds up a fitted teacher.
     random_state : int, RandomState instance or None, default=None
         Seeds head initialisation, dropout, shuffling and the validation split.
