@@ -349,3 +349,43 @@ def test_teacher_logits_helper_matches_probabilities(teacher, data):
     lr = teacher.model_  # binary decision_function route
     d_logits = distillation_module.teacher_logits(type("D", (), {"decision_function": lr.decision_function})(), X)
     np.testing.assert_allclose(d_logits[:, 1] - d_logits[:, 0], lr.decision_function(X), rtol=1e-5)
+
+
+# ------------------------------------------------ kdtext teacher end to end
+def test_transformer_teacher_into_bilstm_student(data, tiny_bert_path):
+    """The main use: a fitted TransformerClassifier teacher, used as is, distilled into a BiLSTM."""
+    from kdtext import BiLSTMClassifier
+
+    X_unl = data[2]
+    X, y = make_toy_texts(120, seed=0)
+    teacher = TransformerClassifier(tiny_bert_path, epochs=10, batch_size=8, learning_rate=1e-3,
+                                    validation_fraction=None, random_state=0).fit(X, y)
+    model = teacher.model_
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    student = BiLSTMClassifier(vocab_size=300, embedding_dim=16, hidden_dim=16, epochs=15, batch_size=16,
+                               learning_rate=1e-2, validation_fraction=None, random_state=0)
+    X_all = X + X_unl + X[:10]  # ten duplicates: labeled once each
+    y_all = np.concatenate([y, np.full(len(X_unl), -1), y[:10]])
+    kd = DistillationClassifier(teacher, student, loss="mse", alpha=0.0, random_state=0).fit(X_all, y_all)
+
+    assert kd.teacher_ is teacher and teacher.model_ is model  # used, not copied or refitted
+    for k, v in model.state_dict().items():
+        assert torch_equal(v, before[k]), k
+    assert clone(kd).teacher is teacher
+    assert kd.n_teacher_calls_ == len(set(X_all))
+    # the soft labels are the teacher's own logits, in the order of the distinct texts
+    distinct = list(dict.fromkeys(X_all))
+    np.testing.assert_allclose(np.asarray(kd.teacher_logits_), teacher.predict_logits(distinct), atol=1e-5)
+    np.testing.assert_array_equal(kd.classes_, teacher.classes_)
+    X_test, y_test = make_toy_texts(60, seed=9)
+    assert teacher.score(X_test, y_test) >= 0.9
+    assert kd.score(X_test, y_test) >= 0.85 and kd.fidelity_ >= 0.85
+    assert isinstance(kd.student_, BiLSTMClassifier) and len(kd.history_) > 0
+    again = pickle.loads(pickle.dumps(kd))
+    np.testing.assert_array_equal(again.predict(X_test), kd.predict(X_test))
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
