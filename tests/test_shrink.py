@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,3 +142,113 @@ def test_other_encoder_families(arch, tiny_bert_path, tmp_path):
     assert kept and all(
         torch.equal(student.state_dict()[k], source.state_dict()[k.replace(".1.", ".2.", 1)]) for k in kept
     )
+
+
+# ------------------------------------------------------------ reduced vocabulary
+def _logits(folder, texts):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        return model(**tok(texts, padding=True, return_tensors="pt")).logits.numpy(), tok
+
+
+def test_reduced_vocabulary_keeps_the_model_exact_on_its_texts(teacher, tmp_path):
+    """WordPiece: the texts' pieces keep their embedding rows, so the full-depth copy computes the same logits."""
+    from transformers import AutoTokenizer
+
+    X, _ = make_toy_texts(60, seed=4)
+    folder = shrink_transformer(teacher, tmp_path / "small", layers=4, texts=X)
+    config = json.loads((tmp_path / "small" / "config.json").read_text())
+    source_vocab = teacher.model_.config.vocab_size
+    assert config["vocab_size"] < source_vocab
+    assert config["kdtext_shrunk_from"]["vocab_size"] == config["vocab_size"]
+    assert config["kdtext_shrunk_from"]["source_vocab_size"] == source_vocab
+    logits, tok = _logits(folder, X)
+    np.testing.assert_allclose(logits, teacher.predict_logits(X), atol=1e-5)
+    assert len(tok) == config["vocab_size"]
+    source_tok = AutoTokenizer.from_pretrained(teacher.model)
+    assert all(tok.tokenize(t) == source_tok.tokenize(t) for t in X)
+    assert tok.pad_token_id == config["pad_token_id"] == 0
+    # a word the texts never used splits into characters, never into [UNK]
+    unseen = tok.tokenize("horrible lovely")
+    assert tok.unk_token not in unseen and "".join(p.replace("##", "") for p in unseen) == "horriblelovely"
+    # the shrunk student trains and predicts like any model folder
+    X_fit, y_fit = make_toy_texts(120, seed=0)
+    student = TransformerClassifier(folder, epochs=1, batch_size=16, validation_fraction=None, random_state=0)
+    assert student.fit(X_fit, y_fit).predict(X[:5]).shape == (5,)
+
+
+def test_min_frequency_keeps_fewer_pieces(deep_bert_path, tmp_path):
+    X, _ = make_toy_texts(60, seed=4)
+    sizes = [
+        json.loads((Path(shrink_transformer(deep_bert_path, tmp_path / str(m), texts=X, min_frequency=m))
+                    / "config.json").read_text())["vocab_size"]
+        for m in (1, 10)
+    ]
+    assert sizes[1] < sizes[0]
+
+
+def _unigram_folder(path, texts):
+    """A tiny XLM-R with a Unigram (SentencePiece-style) tokenizer trained here."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=150, special_tokens=specials, unk_token="<unk>"))
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", cls_token="<s>", sep_token="</s>")
+    config = XLMRobertaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                              num_attention_heads=4, intermediate_size=37, max_position_embeddings=80,
+                              pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        XLMRobertaModel(config).save_pretrained(path)
+    fast.save_pretrained(path)
+    return str(path)
+
+
+def test_reduced_unigram_vocabulary(tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    corpus, _ = make_toy_texts(200, seed=0, n_classes=3)
+    source = _unigram_folder(tmp_path / "src", corpus + ["zebra quartz jukebox"])
+    X = [t for t in corpus if "mediocre" not in t][:50]
+    folder = shrink_transformer(source, tmp_path / "dst", layers=2, texts=X)
+    src_tok, dst_tok = AutoTokenizer.from_pretrained(source), AutoTokenizer.from_pretrained(folder)
+    assert len(dst_tok) < len(src_tok)
+    assert all(dst_tok.tokenize(t) == src_tok.tokenize(t) for t in X)
+    assert dst_tok.pad_token_id == AutoModel.from_pretrained(folder).config.pad_token_id
+    a, b = src_tok(X, padding=True, return_tensors="pt"), dst_tok(X, padding=True, return_tensors="pt")
+    assert torch.equal(a["attention_mask"], b["attention_mask"])
+    with torch.no_grad():
+        out_a = AutoModel.from_pretrained(source).eval()(**a).last_hidden_state
+        out_b = AutoModel.from_pretrained(folder).eval()(**b).last_hidden_state
+    torch.testing.assert_close(out_a, out_b, atol=1e-5, rtol=1e-5)
+    assert dst_tok.unk_token not in dst_tok.tokenize("mediocre")  # pieces dropped, characters kept
+
+
+def test_vocabulary_reduction_rejects_bpe_and_bad_arguments(deep_bert_path, tmp_path):
+    from tokenizers import Tokenizer, models
+    from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(vocab={"<unk>": 0, "a": 1, "b": 2, "ab": 3}, merges=[("a", "b")], unk_token="<unk>"))
+    config = AutoConfig.for_model("roberta", vocab_size=4, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_size=37, max_position_embeddings=64,
+                                  pad_token_id=0)
+    AutoModel.from_config(config).save_pretrained(tmp_path / "bpe")
+    PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", pad_token="<unk>").save_pretrained(tmp_path / "bpe")
+    with pytest.raises(ValueError, match="WordPiece .* and Unigram .* this one is BPE"):
+        shrink_transformer(tmp_path / "bpe", tmp_path / "x", texts=["ab"])
+    with pytest.raises(TypeError, match="texts"):
+        shrink_transformer(deep_bert_path, tmp_path / "x", texts="one bare string")
+    with pytest.raises(ValueError, match="min_frequency"):
+        shrink_transformer(deep_bert_path, tmp_path / "x", texts=["good film"], min_frequency=0)
+    assert not (tmp_path / "x").exists()
