@@ -159,7 +159,11 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
     target : {"auto", "soft", "logits", "proba", "hard"}, default="auto"
         How the student learns from the teacher (see above).
     loss : {"kl", "mse"}, default="kl"
-        Soft loss of the "soft" route.
+        Soft loss of the "soft" route: "kl" is Hinton et al.'s KL divergence
+        at ``temperature``, scaled by T^2; "mse" is Tang et al.'s squared error
+        on logits (``temperature`` unused). For the BiLSTM, "mse" with
+        ``alpha=0`` measured best on both benchmarks (SST-2 accuracy 0.828 vs
+        0.808 for "kl"; ru_toxic F1 0.837 vs 0.828).
     temperature : float, default=2.0
         Softmax temperature of the "kl" loss and of the "proba" route.
     alpha : float, default=0.5
