@@ -31,6 +31,7 @@ from .base import (
     SoftTargetStudentMixin,
     check_texts,
     check_texts_and_labels,
+    isolated_torch_rng,
     resolve_device,
     seed_from_random_state,
 )
@@ -399,6 +400,26 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
                 k = int(round(len(members) * n_val / n))
                 val.append(members[: min(k, len(members) - 1)])
             val = np.concatenate(val)
+            if len(val) < n_val:
+                # per-class rounding fell short (small data): top up at random, keeping
+                # at least one training text of every class
+                left = np.bincount(y_idx, minlength=int(y_idx.max()) + 1) - np.bincount(
+                    y_idx[val], minlength=int(y_idx.max()) + 1
+                )
+                taken = set(val.tolist())
+                extra = []
+                for i in perm:
+                    if len(val) + len(extra) >= n_val:
+                        break
+                    if i not in taken and left[y_idx[i]] > 1:
+                        extra.append(i)
+                        left[y_idx[i]] -= 1
+                val = np.concatenate([val, np.asarray(extra, dtype=val.dtype)])
+            if len(val) == 0:
+                raise ValueError(
+                    f"validation_fraction={frac} leaves no validation texts out of {n} while keeping a training "
+                    "text of every class. Use more texts or validation_fraction=None."
+                )
         else:
             val = perm[:n_val]
         mask = np.zeros(n, dtype=bool)
@@ -410,18 +431,31 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
 
         from .losses import distillation_loss
 
-        self.device_ = resolve_device(self.device)
-        seed = seed_from_random_state(self.random_state)
-        rng = np.random.default_rng(seed)
-        fork_devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
-        self.classes_ = np.asarray(classes)
-        n_classes = len(self.classes_)
+        # a fit that fails before training starts leaves a fitted estimator as it was
+        previous = dict(vars(self))  # parameters do not change in fit; fitted state may
 
-        train_idx, val_idx = self._split_validation(len(texts), y_idx, rng)
-        with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(seed)
-            self._init_model([texts[i] for i in train_idx], n_classes)
-            self.model_.to(self.device_)
+        def restore():
+            vars(self).clear()
+            vars(self).update(previous)
+
+        try:
+            self.device_ = resolve_device(self.device)
+            seed = seed_from_random_state(self.random_state)
+            rng = np.random.default_rng(seed)
+            self.classes_ = np.asarray(classes)
+            n_classes = len(self.classes_)
+            train_idx, val_idx = self._split_validation(len(texts), y_idx, rng)
+        except BaseException:
+            restore()
+            raise
+
+        with isolated_torch_rng(seed):
+            try:
+                self._init_model([texts[i] for i in train_idx], n_classes)
+                self.model_.to(self.device_)
+            except BaseException:
+                restore()
+                raise
             seqs = self._encode(texts)
             lengths = np.array([len(s) for s in seqs])
             y_t = torch.as_tensor(y_idx)

@@ -6,9 +6,10 @@ soft-target training interface that every kdtext student shares.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -19,6 +20,7 @@ __all__ = [
     "check_texts_and_labels",
     "resolve_device",
     "seed_from_random_state",
+    "isolated_torch_rng",
     "SoftTargetStudentMixin",
     "is_soft_target_student",
 ]
@@ -234,6 +236,29 @@ def seed_from_random_state(random_state: Any) -> int:
     raise ValueError(
         f"random_state must be None, an int, a numpy RandomState or Generator; got {_describe(random_state)}."
     )
+
+
+@contextlib.contextmanager
+def isolated_torch_rng(seed: int) -> Iterator[None]:
+    """Seed torch inside the block and leave every global RNG state as it was.
+
+    ``torch.manual_seed`` seeds the CPU and every device of the accelerator
+    (all CUDA GPUs, or MPS), so all of them are forked, not only the one
+    training runs on.
+    """
+    import torch
+
+    accelerator = torch.accelerator.current_accelerator() if hasattr(torch, "accelerator") else None
+    if accelerator is None and torch.cuda.is_available():
+        accelerator = torch.device("cuda")
+    if accelerator is None:
+        fork = torch.random.fork_rng(devices=[])
+    else:
+        count = torch.get_device_module(accelerator.type).device_count()
+        fork = torch.random.fork_rng(devices=list(range(count)), device_type=accelerator.type)
+    with fork:
+        torch.manual_seed(seed)
+        yield
 
 
 class SoftTargetStudentMixin:

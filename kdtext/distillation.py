@@ -55,8 +55,16 @@ def _softmax(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
+def _is_missing(value: Any) -> bool:
+    """None, a float NaN of any precision, or pandas' NA."""
+    if value is None or type(value).__name__ == "NAType":
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
+
+
 def _text_key(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+    # surrogatepass: a str with lone surrogates (e.g. decoded with errors="surrogateescape") still has a key
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class _TeacherCache:
@@ -340,7 +348,7 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
                 f"y holds None, but unlabeled_label={marker!r}. If None marks unlabeled texts, pass unlabeled_label=None."
             )
         labeled = ~self._unlabeled_mask(y)
-        if y.dtype.kind in "iuf" and classes.dtype.kind in "US":
+        if labeled.any() and y.dtype.kind in "iuf" and classes.dtype.kind in "US":
             raise ValueError(f"y holds numbers but the teacher's classes are strings {classes.tolist()}.")
         index = {c: i for i, c in enumerate(classes.tolist())}
         y_idx = np.full(n, -1, dtype=np.int64)
@@ -364,7 +372,7 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         """Where ``y`` holds ``unlabeled_label`` (None also matches NaN)."""
         marker = self.unlabeled_label
         if marker is None:
-            return np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in y], dtype=bool)
+            return np.array([_is_missing(v) for v in y], dtype=bool)
         if y.dtype.kind in "US" and not isinstance(marker, str):
             return np.zeros(len(y), dtype=bool)  # an int marker never equals a string label
         return np.asarray(y == marker, dtype=bool)
@@ -499,6 +507,8 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         self.fidelity_ = float(np.mean(pred == np.argmax(self.teacher_logits_, axis=1)))
         if hasattr(self.student_, "history_"):
             self.history_ = self.student_.history_
+        elif hasattr(self, "history_"):  # a refit with a student that keeps none: no stale history
+            del self.history_
         return self
 
     def _fit_student(self, student, texts, logits, gold, classes):
@@ -571,13 +581,24 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
 
     @available_if(_student_gives("decision_function"))
     def decision_function(self, X) -> np.ndarray:
-        """The student's confidence scores (predicted logits for a regressor student)."""
+        """The student's confidence scores, columns in ``classes_`` order.
+
+        Shape (n_samples, n_classes), or (n_samples,) for two classes: the
+        score of ``classes_[1]`` minus that of ``classes_[0]``, as in
+        scikit-learn. For a regressor student these are the logits it
+        predicts; a class the student never saw scores ``-inf``.
+        """
         check_is_fitted(self, "student_")
         texts = check_texts(X)
         if self.target_ == "logits":
             scores = self._student_scores(texts)
-            return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
-        return self.student_.decision_function(texts)
+        else:
+            scores = np.asarray(self.student_.decision_function(texts), dtype=np.float64)
+            if scores.ndim == 1:  # a binary student's margin for its classes_[1]
+                scores = np.stack([-scores / 2, scores / 2], axis=1)
+            # columns in classes_ order; a class the student never saw scores -inf
+            scores = self._align(scores, fill=-np.inf)
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
 
     def _align(self, columns: np.ndarray, fill: float) -> np.ndarray:
         """Map the student's columns to ``classes_`` (a student may not have seen every class)."""

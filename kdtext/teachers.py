@@ -256,27 +256,34 @@ class TransformerClassifier(NeuralTextClassifier):
         self._set_token_limits()
 
     def _set_token_limits(self) -> None:
-        """Cap ``max_length`` at what the model's position embeddings allow."""
-        limit = self.max_length
+        """Find how many tokens the model's position embeddings allow."""
+        cap = None
         model_max = getattr(self.tokenizer_, "model_max_length", None)
         if model_max is not None and model_max < 1_000_000:
-            limit = min(limit, int(model_max))
+            cap = int(model_max)
         max_pos = getattr(self.model_.config, "max_position_embeddings", None)
         if max_pos:
             # RoBERTa-style models offset positions by padding_idx + 1
             offset = 2 if getattr(self.model_.config, "model_type", "") in {"roberta", "xlm-roberta", "camembert"} else 0
-            limit = min(limit, int(max_pos) - offset)
+            cap = int(max_pos) - offset if cap is None else min(cap, int(max_pos) - offset)
+        self._position_limit = cap
+        limit = self._token_limit()
         if limit < self.max_length:
             logger.warning("max_length=%d exceeds what %s supports; texts are truncated to %d tokens",
                            self.max_length, type(self.model_).__name__, limit)
-        self._max_tokens = limit
         self._pad_id = self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else 0
+
+    def _token_limit(self) -> int:
+        """``max_length`` (read at every call, so ``set_params`` after fit applies), capped at the model's limit."""
+        cap = getattr(self, "_position_limit", None)
+        return int(self.max_length) if cap is None else min(int(self.max_length), cap)
 
     def _encode(self, texts):
         if not texts:
             return []
         return self.tokenizer_(
-            texts, truncation=True, max_length=self._max_tokens, return_attention_mask=False, return_token_type_ids=False
+            texts, truncation=True, max_length=self._token_limit(), return_attention_mask=False,
+            return_token_type_ids=False,
         )["input_ids"]
 
     def _collate(self, seqs, device):

@@ -50,6 +50,18 @@ class CountingTeacher(ClassifierMixin, BaseEstimator):
         return self.model_.predict(X)
 
 
+class FlippedTeacher(CountingTeacher):
+    """classes_ in descending order, [1, 0]: column j of predict_proba is classes_[j]."""
+
+    def fit(self, X, y):
+        super().fit(X, y)
+        self.classes_ = self.classes_[::-1].copy()
+        return self
+
+    def predict_proba(self, X):
+        return super().predict_proba(X)[:, ::-1]
+
+
 class PredictOnly(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         self.classes_ = np.unique(y)
@@ -389,3 +401,62 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+# ------------------------------------------------------- review regressions
+def test_decision_function_follows_the_teachers_classes(data):
+    """Columns (or the binary margin's sign) follow ``classes_``, whatever the student saw or its order."""
+    X3, y3 = make_toy_texts(90, seed=0, n_classes=3)
+    teacher3 = make_pipeline(TfidfVectorizer(), LogisticRegression(C=10)).fit(X3, y3)
+    only_two = [x for x, c in zip(X3, y3) if c < 2]  # the teacher labels these 0 or 1 only
+    kd = DistillationClassifier(teacher3, tfidf_lr()).fit(only_two)
+    assert list(kd.student_.classes_) == [0, 1]
+    scores = kd.decision_function(X3[:6])
+    assert scores.shape == (6, 3) and np.isneginf(scores[:, 2]).all()
+    np.testing.assert_array_equal(kd.classes_[np.argmax(scores, axis=1)], kd.predict(X3[:6]))
+
+    X, y, _ = data
+    flipped = FlippedTeacher().fit(X, y)
+    kd2 = DistillationClassifier(flipped, tfidf_lr()).fit(X)
+    assert list(kd2.classes_) == [1, 0] and list(kd2.student_.classes_) == [0, 1]
+    margin = kd2.decision_function(X)
+    assert margin.shape == (len(X),)
+    np.testing.assert_array_equal(np.where(margin > 0, kd2.classes_[1], kd2.classes_[0]), kd2.predict(X))
+
+
+def test_all_unlabeled_numbers_with_a_string_teacher(data):
+    X, y, X_unl = data
+    teacher = CountingTeacher().fit(X, np.array(["neg", "pos"])[y])
+    kd = DistillationClassifier(teacher, tfidf_lr()).fit(X_unl, np.full(len(X_unl), -1))
+    assert kd.n_transfer_ == len(set(X_unl)) and set(kd.predict(X).tolist()) <= {"neg", "pos"}
+    with pytest.raises(ValueError, match="numbers but the teacher's classes are strings"):
+        DistillationClassifier(teacher, tfidf_lr()).fit(X, y)
+
+
+def test_float32_nan_is_unlabeled_with_marker_none(teacher, data):
+    X, y, _ = data
+    y32 = y.astype(np.float32)
+    y32[::2] = np.nan
+    kd = DistillationClassifier(teacher, tfidf_lr(), unlabeled_label=None, alpha=0.5).fit(X, y32)
+    assert kd.n_transfer_ == len(set(X))
+    assert kd.score(X, y32) > 0.8
+
+
+def test_refit_with_a_student_without_history_drops_the_old_history(teacher, data, tiny_bert_path):
+    from kdtext import BiLSTMClassifier
+
+    X, y = all_x_y(data)
+    kd = DistillationClassifier(teacher, BiLSTMClassifier(vocab_size=300, embedding_dim=8, hidden_dim=8, epochs=1,
+                                                          validation_fraction=None, random_state=0)).fit(X, y)
+    assert len(kd.history_) == 1
+    kd.set_params(student=tfidf_ridge()).fit(X, y)
+    assert not hasattr(kd, "history_")
+
+
+def test_memory_keys_texts_with_lone_surrogates(teacher, data, tmp_path):
+    X, y = all_x_y(data)
+    odd = "good film \udcff"
+    kd = DistillationClassifier(teacher, tfidf_ridge(), memory=tmp_path).fit(X + [odd])
+    assert kd.n_transfer_ == len(set(X)) + 1
+    again = DistillationClassifier(teacher, tfidf_ridge(), memory=tmp_path).fit(X + [odd])
+    assert again.n_teacher_calls_ == 0

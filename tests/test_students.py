@@ -252,3 +252,33 @@ def test_mixed_precision_on_cpu_trains_and_predicts(fitted, toy):
     finally:
         fitted.set_params(mixed_precision="auto")
     np.testing.assert_array_equal(fitted.predict_logits(X_test), exact)
+
+
+# ------------------------------------------------------- review regressions
+def test_small_data_still_gets_a_validation_set():
+    """Per-class rounding can give no validation text; the split tops up instead of silently skipping it."""
+    X, y = make_toy_texts(10, seed=0)
+    clf = BiLSTMClassifier(random_state=0, **{**FAST, "epochs": 2, "validation_fraction": 0.1}).fit(X, y)
+    assert all("valid_score" in r for r in clf.history_)
+    with pytest.raises(ValueError, match="leaves no validation texts"):
+        BiLSTMClassifier(random_state=0, **{**FAST, "validation_fraction": 0.5}).fit(X[:2], y[:2])
+
+
+def test_a_failed_refit_leaves_the_fitted_estimator_usable(fitted, toy):
+    import copy
+
+    (X, y), (X_test, _) = toy
+    clf = copy.deepcopy(fitted)
+    before = clf.predict_proba(X_test)
+    X3, y3 = make_toy_texts(60, seed=2, n_classes=3)
+    with pytest.raises(ValueError):
+        clf.set_params(embeddings=np.zeros((5, 16))).fit(X3, y3)  # wrong embedding shape: fails in init
+    assert len(clf.classes_) == 2
+    np.testing.assert_array_equal(clf.predict_proba(X_test), before)
+
+
+def test_fit_leaves_global_torch_rng_untouched(toy):
+    (X, y), _ = toy
+    state = torch.random.get_rng_state()
+    BiLSTMClassifier(random_state=0, **{**FAST, "epochs": 1}).fit(X, y)
+    assert torch.equal(torch.random.get_rng_state(), state)

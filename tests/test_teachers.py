@@ -72,6 +72,17 @@ def test_truncation_of_long_texts(fitted):
     assert fitted.predict([long_text]).shape == (1,)
 
 
+def test_max_length_set_after_fit_applies(fitted):
+    import copy
+
+    clf = copy.deepcopy(fitted)
+    long_text = " ".join(["good film"] * 500)
+    clf.set_params(max_length=16)
+    assert len(clf._encode([long_text])[0]) == 16
+    clf.set_params(max_length=4096)  # still capped at the model's positions
+    assert len(clf._encode([long_text])[0]) == 64
+
+
 def test_random_state_repeatable_and_global_rng_untouched(tiny_bert_path):
     X, y = make_toy_texts(40, seed=0)
     torch.manual_seed(123)
