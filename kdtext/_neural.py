@@ -240,6 +240,9 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
             y_idx = y_idx.astype(np.int64)
         if loss not in ("kl", "mse"):
             raise ValueError(f"loss must be 'kl' or 'mse', got {loss!r}.")
+        from .losses import _check_alpha, _check_temperature
+
+        temperature, alpha = _check_temperature(temperature), _check_alpha(alpha)  # before any training starts
         self._fit_impl(texts, classes, y_idx, logits, loss=loss, temperature=temperature, alpha=alpha)
         return self
 
@@ -655,6 +658,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
             "classes": self.classes_.tolist(),
             "history": self.history_,
             "n_iter": self.n_iter_,
+            "best_epoch": getattr(self, "best_epoch_", None),
+            "interrupted": bool(getattr(self, "interrupted_", False)),
         }
         self._save_model(path)
         (path / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -692,6 +697,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         est.classes_ = np.asarray(config["classes"])
         est.history_ = config.get("history", [])
         est.n_iter_ = config.get("n_iter", len(est.history_))
+        est.best_epoch_ = config.get("best_epoch") if config.get("best_epoch") is not None else est.n_iter_
+        est.interrupted_ = bool(config.get("interrupted", False))
         est._load_model(path)
         est.model_.to(est.device_)
         est.model_.eval()

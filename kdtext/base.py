@@ -33,6 +33,13 @@ def _describe(obj: Any) -> str:
     return f"{type(obj).__name__} {text}"
 
 
+def is_missing(value: Any) -> bool:
+    """None, a float NaN of any precision, or pandas' ``NA``."""
+    if value is None or type(value).__name__ == "NAType":
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
+
+
 def check_texts(X: Any, *, name: str = "X", allow_empty: bool = False) -> list[str]:
     """Validate a collection of texts and return it as a list of ``str``.
 
@@ -93,12 +100,10 @@ def check_texts(X: Any, *, name: str = "X", allow_empty: bool = False) -> list[s
         if isinstance(t, np.str_):
             texts[i] = str(t)
             continue
-        if t is None or (isinstance(t, float) and np.isnan(t)):
-            n_missing = sum(
-                1 for u in texts if u is None or (isinstance(u, float) and np.isnan(u))
-            )
+        if is_missing(t):
+            n_missing = sum(1 for u in texts if is_missing(u))
             raise ValueError(
-                f"{name} holds {n_missing} missing value(s) (None/NaN); the first is at "
+                f"{name} holds {n_missing} missing value(s) (None/NaN/NA); the first is at "
                 f"position {i}. Drop or fill them first, e.g. df['text'].fillna('')."
             )
         raise TypeError(

@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
-from .base import check_texts, is_soft_target_student, seed_from_random_state
+from .base import check_texts, is_missing, is_soft_target_student, seed_from_random_state
 from .exceptions import NotFittedTeacherError
 
 logger = logging.getLogger(__name__)
@@ -53,13 +53,6 @@ def _softmax(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     p = np.exp(z)
     return p / p.sum(axis=1, keepdims=True)
-
-
-def _is_missing(value: Any) -> bool:
-    """None, a float NaN of any precision, or pandas' NA."""
-    if value is None or type(value).__name__ == "NAType":
-        return True
-    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
 
 
 def _text_key(text: str) -> bytes:
@@ -372,7 +365,7 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         """Where ``y`` holds ``unlabeled_label`` (None also matches NaN)."""
         marker = self.unlabeled_label
         if marker is None:
-            return np.array([_is_missing(v) for v in y], dtype=bool)
+            return np.array([is_missing(v) for v in y], dtype=bool)
         if y.dtype.kind in "US" and not isinstance(marker, str):
             return np.zeros(len(y), dtype=bool)  # an int marker never equals a string label
         return np.asarray(y == marker, dtype=bool)

@@ -282,3 +282,14 @@ def test_fit_leaves_global_torch_rng_untouched(toy):
     state = torch.random.get_rng_state()
     BiLSTMClassifier(random_state=0, **{**FAST, "epochs": 1}).fit(X, y)
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_fit_soft_checks_temperature_and_alpha_before_training(toy):
+    (X, y), _ = toy
+    clf = BiLSTMClassifier(random_state=0, **FAST)
+    logits = np.zeros((len(X), 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="temperature"):
+        clf.fit_soft(X, logits, classes=[0, 1], temperature=0)
+    with pytest.raises(ValueError, match="alpha"):
+        clf.fit_soft(X, logits, classes=[0, 1], alpha=1.5)
+    assert not hasattr(clf, "model_")

@@ -178,6 +178,7 @@ def test_save_and_from_pretrained(fitted, tmp_path):
     np.testing.assert_allclose(loaded.predict_logits(X), fitted.predict_logits(X), atol=1e-5)
     assert loaded.get_params()["epochs"] == fitted.epochs
     assert loaded.history_ == fitted.history_
+    assert (loaded.n_iter_, loaded.best_epoch_, loaded.interrupted_) == (fitted.n_iter_, fitted.best_epoch_, False)
     with pytest.raises(ModelNotFoundError, match="save_pretrained"):
         TransformerClassifier.from_pretrained(tmp_path / "nothing")
 
@@ -254,6 +255,9 @@ def test_bad_texts_are_clear(fitted):
         fitted.predict("a single text")
     with pytest.raises(ValueError, match="missing"):
         fitted.predict(["ok", float("nan")])
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(ValueError, match="missing"):
+        fitted.predict(pd.Series(["ok", pd.NA], dtype="string"))
     with pytest.raises(TypeError, match="item 1"):
         fitted.predict(["ok", 5])
 
