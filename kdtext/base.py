@@ -259,7 +259,7 @@ def isolated_torch_rng(seed: int) -> Iterator[None]:
     if accelerator is None:
         fork = torch.random.fork_rng(devices=[])
     else:
-        count = torch.get_device_module(accelerator.type).device_count()
+        count = getattr(torch, accelerator.type).device_count()  # torch.cuda / torch.mps
         fork = torch.random.fork_rng(devices=list(range(count)), device_type=accelerator.type)
     with fork:
         torch.manual_seed(seed)
