@@ -133,10 +133,10 @@ def _check_labels(y: Any, n: int, *, name: str = "y") -> np.ndarray:
             "Pass exactly one label per text."
         )
     if y.dtype == object:
-        missing = [i for i, v in enumerate(y) if v is None or (isinstance(v, float) and np.isnan(v))]
+        missing = [i for i, v in enumerate(y) if is_missing(v)]
         if missing:
             raise ValueError(
-                f"{name} holds {len(missing)} missing label(s) (None/NaN), first at position "
+                f"{name} holds {len(missing)} missing label(s) (None/NaN/NA), first at position "
                 f"{missing[0]}. Drop those rows or give them a label."
             )
     elif y.dtype.kind == "f" and np.isnan(y).any():

@@ -139,7 +139,8 @@ def _reduce_vocabulary(tokenizer: Any, texts: Any, min_frequency: int, config: A
             f"Reducing the vocabulary needs a fast (tokenizers-backed) tokenizer; {type(tokenizer).__name__} is not "
             "one. Pass texts=None to keep the whole vocabulary."
         )
-    spec = json.loads(backend.to_str())
+    serialized = backend.to_str()
+    spec = json.loads(serialized)
     kind = spec["model"]["type"]
     if kind not in ("WordPiece", "Unigram"):
         raise ValueError(
@@ -148,7 +149,7 @@ def _reduce_vocabulary(tokenizer: Any, texts: Any, min_frequency: int, config: A
             "texts=None to keep the whole vocabulary."
         )
     texts = check_texts(texts, name="texts")
-    counter = Tokenizer.from_str(backend.to_str())  # a copy, so the source tokenizer's settings are untouched
+    counter = Tokenizer.from_str(serialized)  # a copy, so the source tokenizer's settings are untouched
     counter.no_truncation()
     counter.no_padding()
     counts: Counter = Counter()

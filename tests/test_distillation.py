@@ -366,6 +366,8 @@ def test_teacher_logits_helper_matches_probabilities(teacher, data):
 # ------------------------------------------------ kdtext teacher end to end
 def test_transformer_teacher_into_bilstm_student(data, tiny_bert_path):
     """The main use: a fitted TransformerClassifier teacher, used as is, distilled into a BiLSTM."""
+    import torch
+
     from kdtext import BiLSTMClassifier
 
     X_unl = data[2]
@@ -382,7 +384,7 @@ def test_transformer_teacher_into_bilstm_student(data, tiny_bert_path):
 
     assert kd.teacher_ is teacher and teacher.model_ is model  # used, not copied or refitted
     for k, v in model.state_dict().items():
-        assert torch_equal(v, before[k]), k
+        assert torch.equal(v, before[k]), k
     assert clone(kd).teacher is teacher
     assert kd.n_teacher_calls_ == len(set(X_all))
     # the soft labels are the teacher's own logits, in the order of the distinct texts
@@ -395,12 +397,6 @@ def test_transformer_teacher_into_bilstm_student(data, tiny_bert_path):
     assert isinstance(kd.student_, BiLSTMClassifier) and len(kd.history_) > 0
     again = pickle.loads(pickle.dumps(kd))
     np.testing.assert_array_equal(again.predict(X_test), kd.predict(X_test))
-
-
-def torch_equal(a, b) -> bool:
-    import torch
-
-    return bool(torch.equal(a, b))
 
 
 # ------------------------------------------------------- review regressions
