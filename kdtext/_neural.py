@@ -11,11 +11,13 @@ interrupt safety, fast sorted inference, device-safe pickling and
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import math
 import os
+import tempfile
 import time
 import warnings
 from numbers import Integral, Real
@@ -31,6 +33,7 @@ from .base import (
     SoftTargetStudentMixin,
     check_texts,
     check_texts_and_labels,
+    encodable_texts,
     isolated_torch_rng,
     resolve_device,
     seed_from_random_state,
@@ -40,6 +43,7 @@ from .exceptions import ModelNotFoundError, TrainingInterruptedWarning
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "kdtext_config.json"
+CHECKPOINT_NAME = "kdtext_checkpoint.pt"
 
 # Texts are tokenized and length-sorted in chunks of this many, so a million
 # texts never sit in memory as tensors at once.
@@ -79,6 +83,84 @@ def bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Gen
     return batches
 
 
+class _TokenStore:
+    """Token id sequences of many texts in one int32 buffer (``store[i]`` is a view).
+
+    A list of Python int lists costs about 10x more: 200,000 short texts as
+    lists held hundreds of MB before training began.
+    """
+
+    def __init__(self, flat: np.ndarray, lengths: np.ndarray):
+        self.flat = flat
+        self.lengths = lengths
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.flat[self.offsets[i] : self.offsets[i + 1]]
+
+
+class _Checkpoint:
+    """One file in ``checkpoint_dir`` holding everything needed to resume a fit.
+
+    Written at every epoch end to a temporary file, flushed to disk and then
+    renamed over the previous one, so a process killed at any moment leaves
+    either the previous complete checkpoint or the new one. Loaded with
+    ``torch.load(weights_only=True)``: tensors, numbers, strings and
+    containers only, never arbitrary pickled objects.
+    """
+
+    def __init__(self, folder: str | os.PathLike, fingerprint: str):
+        self.folder = Path(folder)
+        self.file = self.folder / CHECKPOINT_NAME
+        self.fingerprint = fingerprint
+
+    def load(self) -> dict | None:
+        import torch
+
+        if not self.file.is_file():
+            return None
+        try:
+            state = torch.load(self.file, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a damaged file: say so, start afresh
+            warnings.warn(
+                f"The checkpoint {self.file} cannot be read ({type(exc).__name__}: {exc}); training starts "
+                "from scratch and overwrites it.",
+                UserWarning,
+                stacklevel=5,
+            )
+            return None
+        if state.get("fingerprint") != self.fingerprint:
+            warnings.warn(
+                f"The checkpoint {self.file} belongs to another fit (different texts, labels, teacher outputs or "
+                "training parameters); training starts from scratch and overwrites it. Use a new "
+                "checkpoint_dir per fit to keep both.",
+                UserWarning,
+                stacklevel=5,
+            )
+            return None
+        return state
+
+    def save(self, state: dict) -> None:
+        import torch
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = {**state, "fingerprint": self.fingerprint, "format": 1}
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".checkpoint-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(state, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.file)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
 class _TorchBlob:
     """A torch object serialised by ``torch.save`` inside a pickle."""
 
@@ -110,6 +192,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
         "device": "no_validation",  # checked by resolve_device in fit
         "mixed_precision": ["boolean", StrOptions({"auto"})],
+        "checkpoint_dir": [str, os.PathLike, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -259,6 +342,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         the caller's order.
         """
         check_is_fitted(self, "model_")
+        # parameters read here (predict_batch_size, max_length, ...) may have changed since fit
+        self._validate_params()
         texts = check_texts(X)
         return self._predict_logits(texts)
 
@@ -322,6 +407,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         out = np.empty((len(texts), len(self.classes_)), dtype=np.float32)
         if not texts:
             return out
+        texts = encodable_texts(texts)
         model = self.model_
         was_training = model.training
         model.eval()
@@ -430,37 +516,56 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         return np.flatnonzero(~mask), np.flatnonzero(mask)
 
     def _fit_impl(self, texts, classes, y_idx, teacher_logits, *, loss, temperature, alpha):
+        """Train a new state on the side and assign it to ``self`` only on success.
+
+        A fit that raises (bad data found late, a tokenizer error, a
+        ``KeyboardInterrupt`` before the first epoch completed) leaves a fitted
+        estimator exactly as it was: its old model keeps predicting, bit for
+        bit. The price is that old and new model are both in memory while a
+        refit runs.
+        """
+        work = object.__new__(type(self))
+        # parameters (and whatever else is not fitted state, e.g. scikit-learn's callback context)
+        # are shared; the new fitted state is built from scratch on ``work``
+        work.__dict__.update({k: v for k, v in vars(self).items() if not self._is_fitted_attribute(k)})
+        work._train(encodable_texts(texts), np.asarray(classes), y_idx, teacher_logits,
+                    loss=loss, temperature=temperature, alpha=alpha)
+        for k in [k for k in vars(self) if self._is_fitted_attribute(k)]:
+            delattr(self, k)
+        vars(self).update({k: v for k, v in vars(work).items() if self._is_fitted_attribute(k)})
+        return self
+
+    # fitted state that does not end in "_" (set by ``_init_model`` / ``_load_model``)
+    _private_fitted_attributes: tuple[str, ...] = ("_pad_id", "_position_limit")
+
+    def _is_fitted_attribute(self, name: str) -> bool:
+        return (name.endswith("_") and not name.startswith("__")) or name in self._private_fitted_attributes
+
+    def _train(self, texts, classes, y_idx, teacher_logits, *, loss, temperature, alpha):
         import torch
 
         from .losses import distillation_loss
 
-        # a fit that fails before training starts leaves a fitted estimator as it was
-        previous = dict(vars(self))  # parameters do not change in fit; fitted state may
-
-        def restore():
-            vars(self).clear()
-            vars(self).update(previous)
-
-        try:
-            self.device_ = resolve_device(self.device)
-            seed = seed_from_random_state(self.random_state)
-            rng = np.random.default_rng(seed)
-            self.classes_ = np.asarray(classes)
-            n_classes = len(self.classes_)
-            train_idx, val_idx = self._split_validation(len(texts), y_idx, rng)
-        except BaseException:
-            restore()
-            raise
+        self.device_ = resolve_device(self.device)
+        checkpoint = None
+        resumed = None
+        if self.checkpoint_dir is not None:
+            checkpoint = _Checkpoint(self.checkpoint_dir, self._fit_fingerprint(texts, classes, y_idx, teacher_logits,
+                                                                               loss, temperature, alpha))
+            resumed = checkpoint.load()
+        seed = resumed["seed"] if resumed is not None else seed_from_random_state(self.random_state)
+        rng = np.random.default_rng(seed)
+        self.classes_ = np.asarray(classes)
+        n_classes = len(self.classes_)
+        train_idx, val_idx = self._split_validation(len(texts), y_idx, rng)
 
         with isolated_torch_rng(seed):
-            try:
-                self._init_model([texts[i] for i in train_idx], n_classes)
-                self.model_.to(self.device_)
-            except BaseException:
-                restore()
-                raise
-            seqs = self._encode(texts)
-            lengths = np.array([len(s) for s in seqs])
+            self._init_model([texts[i] for i in train_idx], n_classes)
+            if resumed is not None:
+                self._restore_checkpoint_extra(resumed["extra"])
+            self.model_.to(self.device_)
+            seqs = self._encode_store(texts)
+            lengths = seqs.lengths
             y_t = torch.as_tensor(y_idx)
             t_t = None if teacher_logits is None else torch.as_tensor(teacher_logits)
 
@@ -498,13 +603,42 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
             # loss scaling is needed for fp16 only (bf16 has fp32's exponent range)
             scaler = torch.amp.GradScaler("cuda") if self._amp_dtype() == torch.float16 else None
 
-            self.history_ = []
-            best_score, best_loss, best_state, best_epoch = -np.inf, np.inf, None, 0
-            no_improve = 0
-            self.n_iter_ = 0
+            # the loop's state: all of it goes into a checkpoint at each epoch end
+            loop = {"history": [], "best_score": -math.inf, "best_loss": math.inf, "best_epoch": 0,
+                    "no_improve": 0, "epoch": 0, "finished": False}
+            best_state = None
+            if resumed is not None:
+                self.model_.load_state_dict(resumed["model"])
+                optimizer.load_state_dict(resumed["optimizer"])
+                scheduler.load_state_dict(resumed["scheduler"])
+                if scaler is not None and resumed.get("scaler"):
+                    scaler.load_state_dict(resumed["scaler"])
+                rng.bit_generator.state = resumed["numpy_rng"]
+                torch.set_rng_state(resumed["torch_rng"])
+                if self.device_.type == "cuda" and resumed.get("cuda_rng"):
+                    torch.cuda.set_rng_state_all(resumed["cuda_rng"])
+                loop.update(resumed["loop"])
+                best_state = resumed["best_state"]
+                logger.info("%s: resumed from %s after epoch %d", type(self).__name__, checkpoint.file, loop["epoch"])
+
+            def save_checkpoint():
+                if checkpoint is None:
+                    return
+                checkpoint.save({
+                    "seed": seed, "loop": loop, "model": self.model_.state_dict(), "best_state": best_state,
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if self.device_.type == "cuda" else None,
+                    "extra": self._checkpoint_extra(),
+                })
+
+            self.history_ = loop["history"]  # filled live, so a monitor can read it during training
             self.interrupted_ = False
             try:
-                for epoch in range(1, self.epochs + 1):
+                for epoch in range(loop["epoch"] + 1, self.epochs + 1):
+                    if loop["finished"]:
+                        break
                     t0 = time.perf_counter()
                     self.model_.train()
                     total_loss, n_seen = 0.0, 0
@@ -537,39 +671,90 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
                         val_loss, val_score = self._evaluate(val_idx, lengths[val_idx], batch_loss, val_target)
                         record.update(valid_loss=val_loss, valid_score=val_score)
                     record["time"] = time.perf_counter() - t0
-                    self.history_.append(record)
-                    self.n_iter_ = epoch
                     self._log_epoch(record)
-                    if len(val_idx):
-                        improved = record["valid_score"] > best_score or (
-                            record["valid_score"] == best_score and record["valid_loss"] < best_loss
-                        )
-                        if improved:
-                            best_score, best_loss, best_epoch = record["valid_score"], record["valid_loss"], epoch
-                            best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model_.state_dict().items()}
-                            no_improve = 0
-                        else:
-                            no_improve += 1
-                            if self.n_iter_no_change is not None and no_improve >= self.n_iter_no_change:
-                                logger.info("early stopping after epoch %d (best epoch %d)", epoch, best_epoch)
-                                break
+                    stop = False
+                    # without a validation split the last completed epoch is the best so far
+                    improved = not len(val_idx) or record["valid_score"] > loop["best_score"] or (
+                        record["valid_score"] == loop["best_score"] and record["valid_loss"] < loop["best_loss"]
+                    )
+                    if improved:
+                        if len(val_idx):
+                            loop["best_score"], loop["best_loss"] = record["valid_score"], record["valid_loss"]
+                        loop["best_epoch"] = epoch
+                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model_.state_dict().items()}
+                        loop["no_improve"] = 0
+                    else:
+                        loop["no_improve"] += 1
+                        if self.n_iter_no_change is not None and loop["no_improve"] >= self.n_iter_no_change:
+                            logger.info("early stopping after epoch %d (best epoch %d)", epoch, loop["best_epoch"])
+                            stop = True
+                    # the epoch counts once its record is in: an interrupt from here on keeps it
+                    loop["history"].append(record)
+                    loop["epoch"] = epoch
+                    loop["finished"] = stop or epoch == self.epochs
+                    save_checkpoint()
+                    if stop:
+                        break
             except KeyboardInterrupt:
+                if best_state is None:
+                    # nothing worth keeping: the fit fails and a fitted estimator stays as it was
+                    raise
                 self.interrupted_ = True
                 warnings.warn(
-                    f"Training interrupted during epoch {self.n_iter_ + 1}; "
-                    + (
-                        f"restored the best weights so far (epoch {best_epoch})."
-                        if best_state is not None
-                        else "kept the current weights (no validation checkpoint yet)."
-                    ),
+                    f"Training interrupted during epoch {loop['epoch'] + 1}; restored the best weights so far "
+                    f"(epoch {loop['best_epoch']})."
+                    + (f" fit with checkpoint_dir={os.fspath(self.checkpoint_dir)!r} again to resume."
+                       if checkpoint is not None else ""),
                     TrainingInterruptedWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
+            if loop["epoch"] and not loop["finished"] and not self.interrupted_:
+                loop["finished"] = True  # e.g. resumed with fewer epochs than done
             if best_state is not None:
                 self.model_.load_state_dict(best_state)
-            self.best_epoch_ = best_epoch if best_state is not None else self.n_iter_
+            self.history_ = list(loop["history"])
+            self.n_iter_ = loop["epoch"]
+            self.best_epoch_ = loop["best_epoch"]
             self.model_.eval()
         return self
+
+    # ------------------------------------------------------------ checkpoints
+    def _fit_fingerprint(self, texts, classes, y_idx, teacher_logits, loss, temperature, alpha) -> str:
+        """What a checkpoint must match to be resumed: the data and every parameter that shapes training."""
+        import hashlib
+
+        import joblib
+
+        h = hashlib.blake2b(digest_size=16)
+        for t in texts:
+            h.update(t.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00")
+        ignored = {"verbose", "checkpoint_dir", "predict_batch_size", "device"}
+        params = {k: v for k, v in self.get_params(deep=False).items() if k not in ignored}
+        if self.random_state is None:
+            params.pop("random_state")  # a fresh seed was drawn; the checkpoint keeps it
+        extra = joblib.hash((type(self).__name__, params, np.asarray(classes).tolist(), y_idx, teacher_logits,
+                             loss, float(temperature), float(alpha)))
+        h.update(extra.encode())
+        return h.hexdigest()
+
+    def _checkpoint_extra(self) -> dict:
+        """State a subclass needs besides the weights to resume (e.g. a learnt tokenizer)."""
+        return {}
+
+    def _restore_checkpoint_extra(self, extra: dict) -> None:
+        pass
+
+    # -------------------------------------------------------------- encoding
+    def _encode_store(self, texts: list[str]) -> "_TokenStore":
+        """Token ids of all ``texts``, tokenized in chunks into one compact int32 buffer."""
+        parts, lengths = [], []
+        for start in range(0, len(texts), _CHUNK):
+            seqs = self._encode(texts[start : start + _CHUNK])
+            lengths.append(np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs)))
+            parts.append(np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(lengths[-1].sum())))
+        return _TokenStore(np.concatenate(parts) if parts else np.zeros(0, np.int32),
+                           np.concatenate(lengths) if lengths else np.zeros(0, np.int64))
 
     def _evaluate(self, val_idx, val_lengths, batch_loss, val_target):
         import torch

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import numbers
+import re
 from typing import Any, Iterator
 
 import numpy as np
@@ -17,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "check_texts",
+    "encodable_texts",
     "check_texts_and_labels",
     "resolve_device",
     "seed_from_random_state",
@@ -111,6 +113,56 @@ def check_texts(X: Any, *, name: str = "X", allow_empty: bool = False) -> list[s
             f"Convert explicitly, e.g. [str(t) for t in {name}], if that is intended."
         )
     return texts
+
+
+def encodable_texts(texts: list[str]) -> list[str]:
+    """The one text rule applied before every tokenizer: unencodable code points become U+FFFD.
+
+    A Python ``str`` can hold lone surrogates (code points U+D800-U+DFFF that
+    are not part of a pair, e.g. from ``bytes.decode(errors="surrogateescape")``
+    or from JSON with a broken ``"\\ud800"`` escape). UTF-8 cannot encode them,
+    so tokenizers reject them. Each such code point is replaced by U+FFFD, the
+    Unicode replacement character, as ``errors="replace"`` does when decoding;
+    every other character is kept as is. Texts that need no change are
+    returned as the same objects, and a list that needs none is returned
+    unchanged.
+
+    :func:`check_texts` accepts such texts (a teacher cache keys them exactly);
+    kdtext's neural estimators and :func:`~kdtext.shrink_transformer` call this
+    function just before tokenizing. A DEBUG log line counts the texts changed.
+
+    Parameters
+    ----------
+    texts : list of str
+
+    Returns
+    -------
+    texts : list of str
+
+    Examples
+    --------
+    >>> from kdtext.base import encodable_texts
+    >>> encodable_texts(["fine", "broken \\ud800 text"])
+    ['fine', 'broken \ufffd text']
+    """
+    try:
+        "".join(texts).encode("utf-8")
+        return texts
+    except UnicodeEncodeError:
+        pass
+    out = list(texts)
+    changed = 0
+    for i, t in enumerate(out):
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            out[i] = _SURROGATE.sub("\ufffd", t)
+            changed += 1
+    logger.debug("replaced unencodable code points by U+FFFD in %d text(s)", changed)
+    return out
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _check_labels(y: Any, n: int, *, name: str = "y") -> np.ndarray:

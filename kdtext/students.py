@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -323,6 +324,15 @@ class BiLSTMClassifier(NeuralTextClassifier):
         (logits within about 1e-3 of fp32's), and may be slower on CPUs
         without them. MPS stays fp32. False: fp32 everywhere. Read at every call, so
         ``set_params(mixed_precision=True)`` speeds up a fitted teacher.
+    checkpoint_dir : str, path-like or None, default=None
+        Folder where training state (weights, optimizer, scheduler, RNG
+        states, epoch, best weights so far) is written atomically at every
+        epoch end. A ``fit`` on the same data with the same parameters and the
+        same folder (after a crash, ``kill -9`` or Ctrl-C) resumes after the
+        last completed epoch and ends with the same weights as an
+        uninterrupted run with the same ``random_state`` (bit for bit on the
+        CPU); a finished fit is restored without training. A checkpoint of
+        another fit is overwritten with a warning. None writes nothing.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, dropout, shuffling and the validation split.
         The global torch/numpy RNG state is left untouched. Tokenizer
@@ -415,6 +425,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
         predict_batch_size: int = 256,
         device: str = "auto",
         mixed_precision: bool | str = "auto",
+        checkpoint_dir: str | os.PathLike | None = None,
         random_state: Any = None,
         verbose: int = 0,
     ):
@@ -440,6 +451,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
         self.predict_batch_size = predict_batch_size
         self.device = device
         self.mixed_precision = mixed_precision
+        self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
 
@@ -495,6 +507,13 @@ class BiLSTMClassifier(NeuralTextClassifier):
                 self.model_.embedding.weight.copy_(torch.from_numpy(weights))
         if self.freeze_embeddings:
             self.model_.embedding.weight.requires_grad_(False)
+
+    def _checkpoint_extra(self) -> dict:
+        # the learnt vocabulary: WordPiece training is not reproducible, so a resumed fit reuses it
+        return {"tokenizer": self.tokenizer_.to_str()}
+
+    def _restore_checkpoint_extra(self, extra: dict) -> None:
+        self.tokenizer_ = Tokenizer.from_str(extra["tokenizer"])
 
     def _encode(self, texts):
         if not texts:

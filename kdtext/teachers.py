@@ -142,6 +142,15 @@ class TransformerClassifier(NeuralTextClassifier):
         (logits within about 1e-3 of fp32's), and may be slower on CPUs
         without them. MPS stays fp32. False: fp32 everywhere. Read at every call, so
         ``set_params(mixed_precision=True)`` speeds up a fitted teacher.
+    checkpoint_dir : str, path-like or None, default=None
+        Folder where training state (weights, optimizer, scheduler, RNG
+        states, epoch, best weights so far) is written atomically at every
+        epoch end. A ``fit`` on the same data with the same parameters and the
+        same folder (after a crash, ``kill -9`` or Ctrl-C) resumes after the
+        last completed epoch and ends with the same weights as an
+        uninterrupted run with the same ``random_state`` (bit for bit on the
+        CPU); a finished fit is restored without training. A checkpoint of
+        another fit is overwritten with a warning. None writes nothing.
     random_state : int, RandomState instance or None, default=None
         Seeds head initialisation, dropout, shuffling and the validation split.
         The global torch/numpy RNG state is left untouched.
@@ -206,6 +215,7 @@ class TransformerClassifier(NeuralTextClassifier):
         predict_batch_size: int = 64,
         device: str = "auto",
         mixed_precision: bool | str = "auto",
+        checkpoint_dir: str | os.PathLike | None = None,
         random_state: Any = None,
         verbose: int = 0,
     ):
@@ -222,6 +232,7 @@ class TransformerClassifier(NeuralTextClassifier):
         self.predict_batch_size = predict_batch_size
         self.device = device
         self.mixed_precision = mixed_precision
+        self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
 
