@@ -874,17 +874,49 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
                 f"{path} holds no {CONFIG_NAME}: it was not written by {cls.__name__}.save_pretrained. "
                 "Pass the folder given to save_pretrained."
             )
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+        try:
+            config = json.loads(cfg_file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelNotFoundError(
+                f"{cfg_file} is not valid JSON ({exc}); the file is truncated or damaged. Save the estimator again."
+            ) from None
+        if not isinstance(config, dict) or config.get("estimator") is None:
+            raise ModelNotFoundError(f"{cfg_file} is not a kdtext config (no 'estimator' entry); save the estimator again.")
         if config.get("estimator") != cls.__name__:
             raise ValueError(f"{path} holds a {config.get('estimator')}, not a {cls.__name__}; use that class to load it.")
-        est = cls(**{**config["params"], **params, "device": device})
+        saved = config.get("params")
+        classes = config.get("classes")
+        if not isinstance(saved, dict) or not isinstance(classes, list) or len(classes) < 2:
+            raise ModelNotFoundError(
+                f"{cfg_file} is damaged: it needs a 'params' object and a 'classes' list of at least 2 labels. "
+                "Save the estimator again."
+            )
+        unknown = sorted(set(saved) - set(cls().get_params(deep=False)))
+        if unknown:
+            raise ValueError(
+                f"{cfg_file} holds parameters {unknown} that {cls.__name__} does not have (written by another "
+                "kdtext version?). Remove them from the file or load with the version that saved it."
+            )
+        est = cls(**{**saved, **params, "device": device})
+        try:
+            est._validate_params()  # saved values and overrides alike
+        except ValueError as exc:
+            raise type(exc)(f"{exc} (loading {path})") from None
         est.device_ = resolve_device(device)
-        est.classes_ = np.asarray(config["classes"])
+        est.classes_ = np.asarray(classes)
         est.history_ = config.get("history", [])
         est.n_iter_ = config.get("n_iter", len(est.history_))
         est.best_epoch_ = config.get("best_epoch") if config.get("best_epoch") is not None else est.n_iter_
         est.interrupted_ = bool(config.get("interrupted", False))
         est._load_model(path)
+        n_out = getattr(getattr(est.model_, "config", None), "num_labels", None)
+        if n_out is None and hasattr(est.model_, "classifier"):
+            n_out = getattr(est.model_.classifier, "out_features", None)
+        if n_out is not None and n_out != len(est.classes_):
+            raise ModelNotFoundError(
+                f"{path}: the model has {n_out} outputs but {cfg_file.name} lists {len(est.classes_)} classes; "
+                "the files come from different saves. Save the estimator again."
+            )
         est.model_.to(est.device_)
         est.model_.eval()
         return est

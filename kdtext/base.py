@@ -191,6 +191,15 @@ def _check_labels(y: Any, n: int, *, name: str = "y") -> np.ndarray:
                 f"{name} holds {len(missing)} missing label(s) (None/NaN/NA), first at position "
                 f"{missing[0]}. Drop those rows or give them a label."
             )
+        kinds = {}
+        for i, v in enumerate(y):
+            kinds.setdefault("str" if isinstance(v, str) else type(v).__name__, i)
+        if "str" in kinds and len(kinds) > 1:
+            other = next(k for k in kinds if k != "str")
+            raise TypeError(
+                f"{name} mixes label types: str and {other} (the first {other} is at position {kinds[other]}). "
+                f"Use one type for all labels, e.g. {name} = [str(v) for v in {name}]."
+            )
     elif y.dtype.kind == "f" and np.isnan(y).any():
         raise ValueError(f"{name} holds NaN labels, first at position {int(np.flatnonzero(np.isnan(y))[0])}.")
     return y
@@ -227,8 +236,18 @@ def check_texts_and_labels(
     >>> classes.tolist(), codes.tolist()
     (['neg', 'pos'], [1, 0, 1])
     """
+    from sklearn.utils.multiclass import check_classification_targets
+
     texts = check_texts(X)
     y = _check_labels(y, len(texts))
+    try:
+        check_classification_targets(y)  # scikit-learn's own rule: "continuous" labels are refused
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc} Got y of dtype {y.dtype} with {len(np.unique(y))} distinct values. Pass class labels "
+            "(ints or strings); for a regression target use a regressor."
+            + (" An object array of numbers can be converted with np.asarray(y, dtype=int)." if y.dtype == object else "")
+        ) from None
     classes, y_encoded = np.unique(y, return_inverse=True)
     if len(classes) < min_classes:
         raise ValueError(
@@ -266,6 +285,13 @@ def resolve_device(device: Any = "auto"):
             f"device={device!r} is not a device torch knows. Use 'auto', 'cpu', 'cuda', "
             "'cuda:0' or 'mps'."
         ) from exc
+    if dev.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise ValueError(
+            f"device={device!r} cannot hold a trained model (kdtext trains and predicts on 'cpu', 'cuda', "
+            "'mps' or 'xpu'). Use device='auto' or 'cpu'."
+        )
+    if dev.type == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        raise ValueError(f"device={device!r} was asked for, but no XPU is available here. Use device='auto' or 'cpu'.")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for, but CUDA is not available here. Use device='auto' or 'cpu'.")
     if dev.type == "mps":

@@ -545,12 +545,39 @@ class BiLSTMClassifier(NeuralTextClassifier):
     def _load_model(self, path: Path) -> None:
         from safetensors.torch import load_file
 
-        config = json.loads((path / MODULE_CONFIG_NAME).read_text(encoding="utf-8"))
-        self.tokenizer_ = Tokenizer.from_file(str(path / TOKENIZER_NAME))
+        from .exceptions import ModelNotFoundError
+
+        missing = [f for f in (MODULE_CONFIG_NAME, TOKENIZER_NAME, WEIGHTS_NAME) if not (path / f).is_file()]
+        if missing:
+            raise ModelNotFoundError(
+                f"The BiLSTMClassifier folder {path} lacks {', '.join(missing)}; save_pretrained writes "
+                f"{MODULE_CONFIG_NAME}, {TOKENIZER_NAME} and {WEIGHTS_NAME}. Save the estimator again."
+            )
+        try:
+            config = json.loads((path / MODULE_CONFIG_NAME).read_text(encoding="utf-8"))
+            module_config = dict(config["module"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ModelNotFoundError(
+                f"{path / MODULE_CONFIG_NAME} is damaged or truncated ({type(exc).__name__}: {exc}). Save the "
+                "estimator again."
+            ) from None
+        try:
+            self.tokenizer_ = Tokenizer.from_file(str(path / TOKENIZER_NAME))
+        except Exception as exc:
+            raise ModelNotFoundError(
+                f"{path / TOKENIZER_NAME} cannot be read ({exc}); it is damaged or truncated. Save the estimator again."
+            ) from None
         if config.get("user_tokenizer") and isinstance(self.tokenizer, str):
             # the ready tokenizer was not JSON-serialisable: restore the parameter from the saved copy
             self.tokenizer = copy.deepcopy(self.tokenizer_)
-        pad = config["module"].get("padding_idx")
+        pad = module_config.get("padding_idx")
         self._pad_id = 0 if pad is None else pad
-        self.model_ = BiLSTMModule(**config["module"])
-        self.model_.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
+        self.model_ = BiLSTMModule(**module_config)
+        try:
+            weights = load_file(str(path / WEIGHTS_NAME))
+            self.model_.load_state_dict(weights)
+        except Exception as exc:
+            raise ModelNotFoundError(
+                f"{path / WEIGHTS_NAME} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0]}); it is "
+                "damaged, truncated or from another model. Save the estimator again."
+            ) from None

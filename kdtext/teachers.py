@@ -66,12 +66,15 @@ def _quiet_transformers(verbose: int):
 
 
 def _looks_like_path(name: str) -> bool:
+    first = name.split("/", 1)[0]
     return (
         os.path.isabs(name)
         or name.startswith((".", "~"))
         or "\\" in name
         or name.count("/") > 1
         or name.endswith("/")
+        # "models/bert" where ./models exists is a mistyped folder, not a hub id
+        or ("/" in name and os.path.isdir(first))
     )
 
 
@@ -86,10 +89,97 @@ def resolve_model_path(model: str | os.PathLike | None) -> str:
         raise ModelNotFoundError(
             f"model={name!r} is not a folder that exists"
             + (" (it is a file; pass the folder that holds config.json)" if os.path.isfile(name) else "")
-            + ". Pass a folder written by save_pretrained (holding config.json and the weights), "
-            "a hub id such as 'bert-base-uncased', or None for the default all-MiniLM-L6-v2."
+            + f" (looked in {os.path.abspath(os.path.expanduser(name))}). Pass a folder written by save_pretrained "
+            "(holding config.json and the weights), a hub id such as 'bert-base-uncased', or None for the "
+            "default all-MiniLM-L6-v2."
         )
     return name  # a hub id
+
+
+# Files of which a model folder must hold at least one of each kind
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model",
+                    "tokenizer.model", "spm.model")
+
+
+def check_model_folder(path: str | os.PathLike) -> Path:
+    """Check that a local model folder holds a readable config, weights and tokenizer files.
+
+    transformers builds an empty tokenizer from a folder without tokenizer
+    files (every word then becomes ``[UNK]``) and reports a missing weight
+    file or a truncated ``config.json`` in ways that hide the folder; this
+    check names the folder and what is missing.
+
+    Raises
+    ------
+    ModelNotFoundError
+    """
+    import json
+
+    folder = Path(path)
+    config = folder / "config.json"
+    if not config.is_file():
+        raise ModelNotFoundError(
+            f"The model folder {folder} holds no config.json. Pass a folder written by save_pretrained "
+            "(config.json, weights, tokenizer files)."
+        )
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelNotFoundError(
+            f"{config} is not valid JSON ({exc}); the file is truncated or damaged. Save the model again."
+        ) from None
+    if not any((folder / f).is_file() for f in _WEIGHT_FILES):
+        raise ModelNotFoundError(
+            f"The model folder {folder} holds no weights (none of {', '.join(_WEIGHT_FILES)}). "
+            "Save the model with model.save_pretrained(folder)."
+        )
+    if not any((folder / f).is_file() for f in _TOKENIZER_FILES):
+        raise ModelNotFoundError(
+            f"The model folder {folder} holds no tokenizer files (none of {', '.join(_TOKENIZER_FILES)}); "
+            "transformers would build an empty tokenizer that maps every word to [UNK]. Save the tokenizer "
+            "beside the model: tokenizer.save_pretrained(folder)."
+        )
+    return folder
+
+
+def load_tokenizer_and_model(path: str, model_class: Any, *, verbose: int = 0, what: str = "model", **kwargs):
+    """Load a fast tokenizer and ``model_class`` from a local folder or hub id, with clear errors.
+
+    A local folder is checked by :func:`check_model_folder` first; any error
+    while loading names the folder (or hub id) and the file at fault.
+    """
+    from transformers import AutoTokenizer
+
+    local = os.path.isdir(path)
+    if local:
+        check_model_folder(path)
+    try:
+        with _quiet_transformers(verbose):
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+            model = model_class.from_pretrained(path, trust_remote_code=False, **kwargs)
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if local:
+            raise ModelNotFoundError(
+                f"Could not load the {what} folder {path} ({detail}). A weight or tokenizer file there is "
+                "damaged or truncated (e.g. model.safetensors); save the model again."
+            ) from exc
+        if not isinstance(exc, OSError):
+            raise
+        raise ModelNotFoundError(
+            f"Could not load {what}={path!r}: there is no local folder of that name "
+            f"({os.path.abspath(path)}), and loading it as a hub id failed ({detail}). Pass an existing "
+            "local folder (config.json, weights, tokenizer files), check the hub id and the network, or pass "
+            "None for the default all-MiniLM-L6-v2."
+        ) from exc
+    vocab = len(tokenizer)
+    if vocab <= len(getattr(tokenizer, "all_special_tokens", [])):
+        raise ModelNotFoundError(
+            f"The tokenizer of {path} has only {vocab} token(s), all special: its vocabulary file is missing or "
+            "empty, so every word would become [UNK]. Save the tokenizer beside the model."
+        )
+    return tokenizer, model
 
 
 class TransformerClassifier(NeuralTextClassifier):
@@ -238,28 +328,19 @@ class TransformerClassifier(NeuralTextClassifier):
 
     # ---------------------------------------------------------------- hooks
     def _init_model(self, texts, n_classes):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
         path = resolve_model_path(self.model)
         labels = {i: str(c) for i, c in enumerate(self.classes_)}
-        try:
-            with _quiet_transformers(self.verbose):
-                self.tokenizer_ = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-                self.model_ = AutoModelForSequenceClassification.from_pretrained(
-                    path,
-                    num_labels=n_classes,
-                    id2label=labels,
-                    label2id={v: k for k, v in labels.items()},
-                    ignore_mismatched_sizes=True,
-                    trust_remote_code=False,
-                )
-        except OSError as exc:
-            raise ModelNotFoundError(
-                f"Could not load model={self.model!r}: it is not a local folder, and loading it as a hub "
-                f"id failed ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-                "Pass an existing local folder (config.json, weights, tokenizer files), check the hub id "
-                "and the network, or pass None for the default all-MiniLM-L6-v2."
-            ) from exc
+        self.tokenizer_, self.model_ = load_tokenizer_and_model(
+            path,
+            AutoModelForSequenceClassification,
+            verbose=self.verbose,
+            num_labels=n_classes,
+            id2label=labels,
+            label2id={v: k for k, v in labels.items()},
+            ignore_mismatched_sizes=True,
+        )
         if not getattr(self.tokenizer_, "is_fast", False):
             logger.warning("%s has no fast tokenizer; tokenization will be slow", path)
         if self.freeze_embeddings:
@@ -317,9 +398,9 @@ class TransformerClassifier(NeuralTextClassifier):
             self.tokenizer_.save_pretrained(path)
 
     def _load_model(self, path: Path) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
-        with _quiet_transformers(self.verbose):
-            self.tokenizer_ = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-            self.model_ = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False)
+        self.tokenizer_, self.model_ = load_tokenizer_and_model(
+            str(path), AutoModelForSequenceClassification, verbose=self.verbose, what="saved TransformerClassifier"
+        )
         self._set_token_limits()
