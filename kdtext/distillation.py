@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,7 +20,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
 from .base import check_texts, is_missing, is_soft_target_student, seed_from_random_state
-from .exceptions import NotFittedTeacherError
+from .exceptions import NotFittedTeacherError, TrainingInterruptedWarning
 
 logger = logging.getLogger(__name__)
 
@@ -75,16 +76,29 @@ class _TeacherCache:
     def load(self) -> dict[bytes, np.ndarray]:
         table: dict[bytes, np.ndarray] = {}
         for shard in sorted(self.folder.glob("*.npz")):
-            with np.load(shard) as data:
-                keys, values = data["keys"], data["logits"]
-            for k, v in zip(keys, values):
+            try:
+                with np.load(shard, allow_pickle=False) as data:
+                    keys, values = data["keys"], np.asarray(data["logits"], dtype=np.float32)
+                # raw 16-byte rows: reading "S16" items one by one would strip trailing NUL bytes
+                raw = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), 16)
+                if values.ndim != 2 or len(values) != len(raw):
+                    raise ValueError(f"{len(raw)} keys but logits of shape {values.shape}")
+            except Exception as exc:
+                warnings.warn(
+                    f"The teacher cache shard {shard} is damaged ({type(exc).__name__}: {exc}) and was skipped: "
+                    "its texts are labeled again. Delete the file to silence this warning.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                continue
+            for k, v in zip(raw, values):
                 table[k.tobytes()] = v
         return table
 
     def store(self, keys: list[bytes], logits: np.ndarray) -> None:
         if not keys:
             return
-        arr = np.frombuffer(b"".join(keys), dtype="S16")
+        arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
         fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
         os.close(fd)
         with open(tmp, "wb") as fh:
@@ -393,8 +407,10 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         return route
 
     # ------------------------------------------------------------ teacher
-    def _label(self, teacher, texts: list[str], n_classes: int) -> np.ndarray:
-        """Teacher logits for distinct texts: from the cache where possible, else in chunks."""
+    def _label(self, teacher, texts: list[str], n_classes: int) -> tuple[np.ndarray, int]:
+        """Teacher logits for distinct texts (from the cache where possible, else in chunks) and how
+        many texts the teacher labeled. Each finished chunk is stored in ``memory`` at once, so a fit
+        killed while labeling keeps the chunks it finished."""
         n = len(texts)
         if n * n_classes * 4 > MEMMAP_THRESHOLD:
             fd, path = tempfile.mkstemp(prefix="kdtext-teacher-", suffix=".f32")
@@ -428,12 +444,14 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
             pbar = tqdm(total=len(todo), desc="teacher", unit="text", leave=False)
         for start in range(0, len(todo), self.chunk_size):
             idx = todo[start : start + self.chunk_size]
-            logits = teacher_logits(teacher, [texts[i] for i in idx])
+            with np.errstate(over="ignore", invalid="ignore"):
+                logits = teacher_logits(teacher, [texts[i] for i in idx])
             if logits.shape != (len(idx), n_classes):
                 raise ValueError(
-                    f"The teacher returned outputs of shape {logits.shape} for {len(idx)} texts and "
-                    f"{n_classes} classes."
+                    f"The teacher {type(teacher).__name__} returned outputs of shape {logits.shape} for "
+                    f"{len(idx)} texts and {n_classes} classes."
                 )
+            _check_finite_outputs(teacher, logits, [texts[i] for i in idx])
             out[idx] = logits
             if cache is not None:
                 cache.store([keys[i] for i in idx], logits)
@@ -441,8 +459,7 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
                 pbar.update(len(idx))
         if pbar is not None:
             pbar.close()
-        self.n_teacher_calls_ = int(len(todo))
-        return out
+        return out, int(len(todo))
 
     # ---------------------------------------------------------------- fit
     def fit(self, X: Iterable[str], y=None):
@@ -464,10 +481,9 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         teacher, classes = self._check_teacher()
         texts = check_texts(X)  # any iterable of str, generators included
         y_idx = self._split_labels(y, len(texts), classes)
-        self.teacher_ = teacher
-        self.classes_ = classes
         student = clone(self.student)
-        self.target_ = self._resolve_target(student)
+        target = self._resolve_target(student)
+        # everything below builds the new state in locals; ``self`` changes only at the end
 
         if self.augment:
             from .augment import augment_texts
@@ -486,26 +502,53 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         distinct = list(position)
         inverse = np.fromiter((position[t] for t in texts), dtype=np.int64, count=len(texts))
         t0 = time.perf_counter()
-        self.teacher_logits_ = self._label(teacher, distinct, len(classes))
-        self.n_transfer_ = len(distinct)
-        logger.info("teacher labeled %d texts in %.1fs", self.n_teacher_calls_, time.perf_counter() - t0)
+        logits, n_calls = self._label(teacher, distinct, len(classes))
+        logger.info("teacher labeled %d texts in %.1fs", n_calls, time.perf_counter() - t0)
 
         # one row per distinct text; a gold label (if any occurrence has one) is kept
         gold = np.full(len(distinct), -1, dtype=np.int64)
         has_gold = y_idx >= 0
         gold[inverse[has_gold]] = y_idx[has_gold]
-        self.student_ = self._fit_student(student, distinct, np.asarray(self.teacher_logits_), gold, classes)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fitted = self._fit_student(student, target, distinct, np.asarray(logits), gold, classes)
+        interrupted, message = False, None
+        for w in caught:  # the student's own interrupt warning becomes this estimator's, once
+            if issubclass(w.category, TrainingInterruptedWarning):
+                interrupted = True
+                message = str(w.message)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        interrupted = interrupted or bool(getattr(fitted, "interrupted_", False))
+        if interrupted:
+            warnings.warn(
+                f"DistillationClassifier: the student's training was interrupted and kept its best weights so far "
+                f"({message or 'see student_.history_'}). Fit again to train it "
+                "fully (with the student's checkpoint_dir to resume).",
+                TrainingInterruptedWarning,
+                stacklevel=2,
+            )
 
-        pred = self._student_indices(distinct)
-        self.fidelity_ = float(np.mean(pred == np.argmax(self.teacher_logits_, axis=1)))
-        if hasattr(self.student_, "history_"):
-            self.history_ = self.student_.history_
+        pred = _student_indices(fitted, target, classes, distinct)
+        fidelity = float(np.mean(pred == np.argmax(logits, axis=1)))
+
+        # success: assign the new state
+        self.teacher_ = teacher
+        self.classes_ = classes
+        self.target_ = target
+        self.teacher_logits_ = logits
+        self.n_transfer_ = len(distinct)
+        self.n_teacher_calls_ = n_calls
+        self.student_ = fitted
+        self.fidelity_ = fidelity
+        self.interrupted_ = interrupted
+        if hasattr(fitted, "history_"):
+            self.history_ = fitted.history_
         elif hasattr(self, "history_"):  # a refit with a student that keeps none: no stale history
             del self.history_
         return self
 
-    def _fit_student(self, student, texts, logits, gold, classes):
-        route = self.target_
+    def _fit_student(self, student, route, texts, logits, gold, classes):
         if route == "soft":
             return student.fit_soft(
                 texts, logits, gold, classes=classes, loss=self.loss, temperature=self.temperature, alpha=self.alpha
@@ -542,10 +585,7 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
 
     # ----------------------------------------------------------- predict
     def _student_indices(self, texts) -> np.ndarray:
-        if self.target_ == "logits":
-            return np.argmax(np.asarray(self.student_.predict(texts)).reshape(len(texts), -1), axis=1)
-        lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
-        return np.array([lookup[p] for p in np.asarray(self.student_.predict(texts)).tolist()], dtype=np.int64)
+        return _student_indices(self.student_, self.target_, self.classes_, texts)
 
     def predict(self, X) -> np.ndarray:
         """Labels predicted by the student, from ``classes_``."""
@@ -611,9 +651,23 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         """
         check_is_fitted(self, "student_")
         texts = check_texts(X)
+        if y is None or isinstance(y, (str, bytes)):
+            raise ValueError(
+                f"score needs the true labels y as a list-like with one label per text, got {y!r}. "
+                "Pass y, e.g. kd.score(X_test, y_test)."
+            )
         y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D with one label per text, got shape {y.shape}.")
         if len(y) != len(texts):
             raise ValueError(f"X and y have different lengths: {len(texts)} texts but {len(y)} labels.")
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, dtype=np.float64)
+            if sample_weight.shape != (len(texts),):
+                raise ValueError(
+                    f"sample_weight must have shape ({len(texts)},), one weight per text, got shape "
+                    f"{sample_weight.shape}."
+                )
         labeled = ~self._unlabeled_mask(y)
         if not labeled.any():
             raise ValueError("y holds no labeled texts to score against (all are unlabeled_label).")
@@ -622,6 +676,28 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         sw = None if sample_weight is None else np.asarray(sample_weight)[labeled]
         texts = [t for t, keep in zip(texts, labeled) if keep]
         return accuracy_score(y[labeled], self.predict(texts), sample_weight=sw)
+
+
+def _student_indices(student, target: str, classes: np.ndarray, texts) -> np.ndarray:
+    """Index into ``classes`` of the student's prediction for each text."""
+    if target == "logits":
+        return np.argmax(np.asarray(student.predict(texts)).reshape(len(texts), -1), axis=1)
+    lookup = {c: i for i, c in enumerate(classes.tolist())}
+    return np.array([lookup[p] for p in np.asarray(student.predict(texts)).tolist()], dtype=np.int64)
+
+
+def _check_finite_outputs(teacher, logits: np.ndarray, texts: list[str]) -> None:
+    """Non-finite teacher outputs are an error naming the teacher, never rows silently dropped."""
+    bad = ~np.isfinite(logits).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        first = texts[rows[0]]
+        raise ValueError(
+            f"The teacher {type(teacher).__name__} returned NaN or infinite outputs for {len(rows)} of "
+            f"{len(texts)} texts in this chunk (first at index {int(rows[0])}: {first[:60]!r}). A logit too large "
+            "for float32 (above about 3.4e38) or a broken teacher (NaN weights, a failed fit) does this; check "
+            "teacher.predict_proba / decision_function on that text. The student was not trained."
+        )
 
 
 def _sample_weight_key(student) -> str | None:
