@@ -31,6 +31,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .base import (
     SoftTargetStudentMixin,
+    check_sample_weight,
+    check_score_labels,
     check_texts,
     check_texts_and_labels,
     encodable_texts,
@@ -389,7 +391,13 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         -------
         score : float
         """
-        return super().score(X, y, sample_weight=sample_weight)
+        from sklearn.metrics import accuracy_score
+
+        check_is_fitted(self, "model_")
+        texts = check_texts(X)
+        y = check_score_labels(y, len(texts), self.classes_)
+        sample_weight = check_sample_weight(sample_weight, len(texts))
+        return float(accuracy_score(y, self.predict(texts), sample_weight=sample_weight))
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels, taken from ``classes_``."""

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import numbers
 import re
+import warnings
 from typing import Any, Iterator
 
 import numpy as np
@@ -202,6 +203,51 @@ def _check_labels(y: Any, n: int, *, name: str = "y") -> np.ndarray:
             )
     elif y.dtype.kind == "f" and np.isnan(y).any():
         raise ValueError(f"{name} holds NaN labels, first at position {int(np.flatnonzero(np.isnan(y))[0])}.")
+    return y
+
+
+def check_sample_weight(sample_weight: Any, n: int) -> np.ndarray | None:
+    """None, or a finite, non-negative float array of shape ``(n,)``; anything else is a clear error."""
+    if sample_weight is None:
+        return None
+    sw = np.asarray(sample_weight, dtype=np.float64)
+    if sw.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), one weight per text, got shape {sw.shape}.")
+    if not np.isfinite(sw).all() or (sw < 0).any():
+        raise ValueError("sample_weight must hold finite, non-negative weights.")
+    return sw
+
+
+def check_score_labels(y: Any, n: int, classes: np.ndarray, *, name: str = "y") -> np.ndarray:
+    """Validate the true labels passed to ``score``: present, one per text, of the classes' type.
+
+    Labels of the right type that the model never saw count as errors in the
+    score (as in scikit-learn) and are reported in a warning, since a test
+    fold may hold a rare class its training fold lacked.
+    """
+    if y is None or isinstance(y, (str, bytes)):
+        raise ValueError(
+            f"score needs the true labels {name} as a list-like with one label per text, got {y!r}. "
+            "Pass them, e.g. clf.score(X_test, y_test)."
+        )
+    y = _check_labels(y, n, name=name)
+    classes = np.asarray(classes)
+    y_is_str = y.dtype.kind in "US" or (y.dtype == object and len(y) and isinstance(y[0], str))
+    classes_are_str = classes.dtype.kind in "US" or (classes.dtype == object and isinstance(classes[0], str))
+    if y_is_str != classes_are_str:
+        raise ValueError(
+            f"{name} holds {'strings' if y_is_str else 'numbers'} but the classes are "
+            f"{'strings' if classes_are_str else 'numbers'} {classes.tolist()[:5]}: no label can match. "
+            "Pass labels of the same kind as those given to fit."
+        )
+    unseen = sorted(set(y.tolist()) - set(classes.tolist()), key=str)
+    if unseen:
+        warnings.warn(
+            f"{name} holds {len(unseen)} label(s) the model never saw, e.g. {unseen[:5]}; they count as errors. "
+            f"Known classes: {classes.tolist()[:10]}.",
+            UserWarning,
+            stacklevel=3,
+        )
     return y
 
 

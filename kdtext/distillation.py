@@ -19,7 +19,14 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
-from .base import check_texts, is_missing, is_soft_target_student, seed_from_random_state
+from .base import (
+    check_sample_weight,
+    check_score_labels,
+    check_texts,
+    is_missing,
+    is_soft_target_student,
+    seed_from_random_state,
+)
 from .exceptions import NotFittedTeacherError, TrainingInterruptedWarning
 
 logger = logging.getLogger(__name__)
@@ -355,6 +362,24 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
                 f"y holds None, but unlabeled_label={marker!r}. If None marks unlabeled texts, pass unlabeled_label=None."
             )
         labeled = ~self._unlabeled_mask(y)
+        if labeled.any():
+            from sklearn.utils.multiclass import type_of_target
+
+            gold = y[labeled]
+            if gold.dtype == object:
+                kinds = {"str" if isinstance(v, str) else type(v).__name__ for v in gold}
+                if "str" in kinds and len(kinds) > 1:
+                    raise TypeError(
+                        f"y mixes label types among its labeled texts: {sorted(kinds)}. Use the teacher's label "
+                        f"type for all of them (classes {classes.tolist()[:5]}) and unlabeled_label={marker!r} "
+                        "for texts without a label."
+                    )
+            elif gold.dtype.kind == "f" and type_of_target(gold) == "continuous":
+                raise ValueError(
+                    "Unknown label type: continuous. y holds non-integer numbers, but a classifier needs class "
+                    f"labels (the teacher's classes are {classes.tolist()[:5]}); for a regression target use a "
+                    "regressor."
+                )
         if labeled.any() and y.dtype.kind in "iuf" and classes.dtype.kind in "US":
             raise ValueError(f"y holds numbers but the teacher's classes are strings {classes.tolist()}.")
         index = {c: i for i, c in enumerate(classes.tolist())}
@@ -654,28 +679,23 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         if y is None or isinstance(y, (str, bytes)):
             raise ValueError(
                 f"score needs the true labels y as a list-like with one label per text, got {y!r}. "
-                "Pass y, e.g. kd.score(X_test, y_test)."
+                "Pass them, e.g. kd.score(X_test, y_test)."
             )
         y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D with one label per text, got shape {y.shape}.")
         if len(y) != len(texts):
             raise ValueError(f"X and y have different lengths: {len(texts)} texts but {len(y)} labels.")
-        if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight, dtype=np.float64)
-            if sample_weight.shape != (len(texts),):
-                raise ValueError(
-                    f"sample_weight must have shape ({len(texts)},), one weight per text, got shape "
-                    f"{sample_weight.shape}."
-                )
+        sample_weight = check_sample_weight(sample_weight, len(texts))
         labeled = ~self._unlabeled_mask(y)
         if not labeled.any():
             raise ValueError("y holds no labeled texts to score against (all are unlabeled_label).")
         from sklearn.metrics import accuracy_score
 
-        sw = None if sample_weight is None else np.asarray(sample_weight)[labeled]
+        sw = None if sample_weight is None else sample_weight[labeled]
         texts = [t for t, keep in zip(texts, labeled) if keep]
-        return accuracy_score(y[labeled], self.predict(texts), sample_weight=sw)
+        y_true = check_score_labels(y[labeled], len(texts), self.classes_)
+        return float(accuracy_score(y_true, self.predict(texts), sample_weight=sw))
 
 
 def _student_indices(student, target: str, classes: np.ndarray, texts) -> np.ndarray:

@@ -80,8 +80,8 @@ class _TextTransformer(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : list-like of str
-            The texts.
+        X : list-like or iterable of str
+            The texts; a generator is read once.
 
         Returns
         -------
@@ -91,6 +91,31 @@ class _TextTransformer(TransformerMixin, BaseEstimator):
         self._validate_params()
         texts = check_texts(X, allow_empty=True)
         return self._transform(texts)
+
+    def fit_transform(self, X: Iterable[str], y: Any = None, **fit_params: Any) -> list[str]:
+        """Fit, then transform the same texts.
+
+        The texts are read once, so a one-shot iterable (a generator,
+        ``iter(list)``, ``map(...)``) gives the same result as a list; the
+        inherited version would let ``fit`` consume it and ``transform`` see
+        nothing.
+
+        Parameters
+        ----------
+        X : list-like or iterable of str
+            The texts. As in ``fit``, at least one is required.
+        y : None
+            Ignored.
+        **fit_params : dict
+            Passed to ``fit`` (which takes none).
+
+        Returns
+        -------
+        texts : list of str
+            One transformed text per input text.
+        """
+        texts = check_texts(X)
+        return self.fit(texts, y, **fit_params)._transform(texts)
 
     def _transform(self, texts: list[str]) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError

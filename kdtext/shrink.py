@@ -99,22 +99,67 @@ def _load_source(source: Any, verbose: int):
         raise TypeError(
             f"source must be a fitted TransformerClassifier or a model folder / hub id, got {type(source).__name__}."
         )
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
-    from .exceptions import ModelNotFoundError
-    from .teachers import _quiet_transformers, resolve_model_path
+    from .teachers import load_tokenizer_and_model, resolve_model_path
 
     path = resolve_model_path(source)
-    try:
-        with _quiet_transformers(verbose):
-            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-            model = AutoModel.from_pretrained(path, trust_remote_code=False)
-    except OSError as exc:
-        raise ModelNotFoundError(
-            f"Could not load source={os.fspath(source)!r} ({exc.__class__.__name__}). Pass a model folder, a "
-            "reachable hub id, or a fitted TransformerClassifier."
-        ) from exc
+    # checks the folder (config, weights, tokenizer files) and names the file at fault
+    tokenizer, model = load_tokenizer_and_model(path, AutoModel, verbose=verbose, what="source")
     return model, tokenizer, os.fspath(source)
+
+
+def _source_folder(source: Any) -> str | None:
+    """The local folder ``source`` is read from, or None (a hub id, or not a path at all).
+
+    For a fitted :class:`~kdtext.TransformerClassifier` it is the folder its
+    ``model`` parameter names (the embedded default model for None). Nothing
+    is loaded and a bad source is left for :func:`_load_source` to report.
+    """
+    from .exceptions import ModelNotFoundError
+    from .teachers import TransformerClassifier, default_model_path
+
+    model = source.model if isinstance(source, TransformerClassifier) else source
+    if model is None and isinstance(source, TransformerClassifier):
+        try:
+            model = default_model_path()
+        except ModelNotFoundError:
+            return None
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    folder = os.path.expanduser(os.fspath(model))
+    return folder if os.path.isdir(folder) else None
+
+
+def _check_output_folder(source: Any, path: str | os.PathLike) -> Path:
+    """``path`` as a Path, refusing the source's own folder (writing there would overwrite the source).
+
+    Writing only touches files directly in the output folder (config,
+    weights, tokenizer files), so an output folder inside the source's folder,
+    or one that holds the source's folder, leaves the source intact and is
+    allowed.
+    """
+    out = Path(path).expanduser()
+    folder = _source_folder(source)
+    if folder is None:
+        return out
+    same = os.path.realpath(folder) == os.path.realpath(out)
+    if not same and out.exists():
+        try:
+            same = os.path.samefile(folder, out)  # the same folder under two names, e.g. a bind mount
+        except OSError:
+            pass
+    if same:
+        shown = os.fspath(path)
+        resolved = os.path.realpath(out)
+        suggestion = resolved.rstrip(os.sep) + "-shrunk"
+        raise ValueError(
+            f"path={shown!r} is the source model's own folder ({folder!r}"
+            + (f"; both resolve to {resolved!r}" if resolved not in (shown, folder) else "")
+            + "): shrink_transformer would overwrite the source's config, weights and tokenizer with the "
+            f"shrunk copy. Choose another output folder, e.g. path={suggestion!r}."
+        )
+    return out
 
 
 def _reduce_vocabulary(tokenizer: Any, texts: Any, min_frequency: int, config: Any) -> tuple[list[int], Any]:
@@ -131,7 +176,7 @@ def _reduce_vocabulary(tokenizer: Any, texts: Any, min_frequency: int, config: A
 
     from tokenizers import Tokenizer
 
-    from .base import check_texts
+    from .base import check_texts, encodable_texts
 
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -148,7 +193,8 @@ def _reduce_vocabulary(tokenizer: Any, texts: Any, min_frequency: int, config: A
             f"(XLM-R, multilingual-e5) tokenizers; this one is {kind}, whose merges tie pieces together. Pass "
             "texts=None to keep the whole vocabulary."
         )
-    texts = check_texts(texts, name="texts")
+    # lone surrogates (e.g. "x \ud800") cannot reach a tokenizer; the same rule as kdtext's estimators
+    texts = encodable_texts(check_texts(texts, name="texts"))
     counter = Tokenizer.from_str(serialized)  # a copy, so the source tokenizer's settings are untouched
     counter.no_truncation()
     counter.no_padding()
@@ -258,7 +304,10 @@ def shrink_transformer(
         (typically the teacher) or a model folder / hub id.
     path : str or path-like
         Folder to write (created if missing): config, safetensors weights and
-        tokenizer, as ``save_pretrained`` writes them.
+        tokenizer, as ``save_pretrained`` writes them. It must not be the
+        source's own folder (a ValueError says so before anything is loaded);
+        a folder inside it is fine, as only files directly in ``path`` are
+        written.
     layers : int, sequence of int or None, default=None
         Which source layers to keep; see :func:`select_layers`. None: every
         other layer from the first; an int: that many, spread uniformly.
@@ -268,6 +317,8 @@ def shrink_transformer(
         transfer set). None keeps the whole vocabulary. WordPiece (BERT
         family) and Unigram (XLM-R, multilingual-e5) tokenizers are
         supported; a word the texts never showed splits into characters.
+        Lone surrogates (e.g. ``"x \\ud800"``) are read as U+FFFD, as
+        :func:`kdtext.base.encodable_texts` does for every kdtext tokenizer.
     min_frequency : int, default=1
         With ``texts``: keep a piece only if the texts use it at least this
         many times (special tokens and single characters are always kept).
@@ -293,6 +344,7 @@ def shrink_transformer(
 
     if isinstance(min_frequency, bool) or not isinstance(min_frequency, Integral) or min_frequency < 1:
         raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}.")
+    out = _check_output_folder(source, path)  # before any loading or writing
     model, tokenizer, described = _load_source(source, verbose)
     n_source = getattr(model.config, "num_hidden_layers", None)
     if not isinstance(n_source, int):
@@ -336,7 +388,6 @@ def shrink_transformer(
             f"Could not map {type(model).__name__}'s weights onto a {len(keep)}-layer copy: {exc}"
         ) from exc
 
-    out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     student.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -154,16 +154,22 @@ def load_tokenizer_and_model(path: str, model_class: Any, *, verbose: int = 0, w
     local = os.path.isdir(path)
     if local:
         check_model_folder(path)
+    part = "tokenizer"
     try:
         with _quiet_transformers(verbose):
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+            part = "model"
             model = model_class.from_pretrained(path, trust_remote_code=False, **kwargs)
     except Exception as exc:
         detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if local:
+            files = _TOKENIZER_FILES + ("tokenizer_config.json",) if part == "tokenizer" else _WEIGHT_FILES + ("config.json",)
+            present = [f for f in files if (Path(path) / f).is_file()]
             raise ModelNotFoundError(
-                f"Could not load the {what} folder {path} ({detail}). A weight or tokenizer file there is "
-                "damaged or truncated (e.g. model.safetensors); save the model again."
+                f"Could not load the {part} of the {what} folder {path} ({detail}): "
+                f"{', '.join(present) or 'its ' + part + ' files'} there "
+                f"{'is' if len(present) == 1 else 'are'} damaged or truncated. Save the {part} again "
+                f"({part}.save_pretrained(folder))."
             ) from exc
         if not isinstance(exc, OSError):
             raise

@@ -13,6 +13,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+try:  # register the fuzz tests' profiles before hypothesis reads --hypothesis-profile
+    import _hypothesis_profiles  # noqa: F401
+except ImportError:  # hypothesis not installed: tests/test_fuzz.py skips itself
+    pass
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("KDTEXT_DATA", REPO.parent / "shared" / "data"))
 

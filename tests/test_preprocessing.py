@@ -253,6 +253,44 @@ def test_bad_input_errors_come_from_check_texts(est):
         est.fit([])
 
 
+_ONE_SHOT_TEXTS = ["Кошки бегали по крышам!", "the film was not good 42", "", "Ёжик, ты где?!"]
+
+
+@pytest.mark.parametrize(
+    "make_iterable",
+    [
+        lambda texts: (t for t in texts),
+        lambda texts: iter(list(texts)),
+        lambda texts: map(str, texts),
+    ],
+    ids=["generator", "iter", "map"],
+)
+@pytest.mark.parametrize("est", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_fit_transform_and_transform_read_a_one_shot_iterable_once(est, make_iterable):
+    # the inherited fit_transform let fit consume a generator, so transform returned []
+    expected = clone(est).transform(list(_ONE_SHOT_TEXTS))
+    assert len(expected) == len(_ONE_SHOT_TEXTS)
+    assert clone(est).fit_transform(make_iterable(_ONE_SHOT_TEXTS)) == expected
+    assert clone(est).transform(make_iterable(_ONE_SHOT_TEXTS)) == expected
+    assert clone(est).fit(list(_ONE_SHOT_TEXTS)).transform(make_iterable(_ONE_SHOT_TEXTS)) == expected
+
+
+@pytest.mark.parametrize("est", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_fit_transform_keeps_fit_input_checks(est):
+    with pytest.raises(ValueError, match="empty"):
+        clone(est).fit_transform(t for t in [])
+    with pytest.raises(TypeError, match="single str"):
+        clone(est).fit_transform("кошки бегали")
+    with pytest.raises(ValueError, match=r"missing value\(s\)"):
+        clone(est).fit_transform(iter(["кошки", None]))
+
+
+def test_pipeline_fit_transform_over_a_generator():
+    pipe = make_pipeline(TextCleaner(), StopWordRemover("english"))
+    texts = ["The film, was NOT good!", "a bad one"]
+    assert pipe.fit_transform(t for t in texts) == pipe.fit_transform(texts) == ["film not good", "bad"]
+
+
 def test_accepts_numpy_and_pandas():
     pd = pytest.importorskip("pandas")
     assert TextCleaner().transform(np.array(["A!", "b"])) == ["a", "b"]

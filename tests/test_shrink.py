@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +253,68 @@ def test_vocabulary_reduction_rejects_bpe_and_bad_arguments(deep_bert_path, tmp_
     with pytest.raises(ValueError, match="min_frequency"):
         shrink_transformer(deep_bert_path, tmp_path / "x", texts=["good film"], min_frequency=0)
     assert not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------ output folder and text checks
+def _folder_bytes(folder):
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()}
+
+
+def test_refuses_to_write_over_its_source_folder(deep_bert_path, tmp_path, monkeypatch):
+    import kdtext.shrink as shrink
+
+    before = _folder_bytes(deep_bert_path)
+    loads = []
+    monkeypatch.setattr(shrink, "_load_source", lambda *a: loads.append(a) or pytest.fail("loaded the source"))
+    link = tmp_path / "link-to-source"
+    link.symlink_to(deep_bert_path, target_is_directory=True)
+    same_folder = [
+        deep_bert_path,
+        Path(deep_bert_path),
+        deep_bert_path + "/",
+        str(Path(deep_bert_path) / ".." / Path(deep_bert_path).name),
+        link,  # a symlink resolving to the source
+    ]
+    for out in same_folder:
+        with pytest.raises(ValueError, match="source model's own folder") as info:
+            shrink_transformer(deep_bert_path, out, layers=2, texts=["good film"])
+        message = str(info.value)
+        assert repr(os.fspath(out)) in message and repr(deep_bert_path) in message
+        assert "Choose another output folder" in message
+    # the symlinked source refused too, the other way round
+    with pytest.raises(ValueError, match="source model's own folder"):
+        shrink_transformer(link, deep_bert_path)
+    assert not loads  # refused before any work
+    assert _folder_bytes(deep_bert_path) == before
+
+
+def test_refuses_a_classifiers_model_folder(deep_bert_path):
+    """A TransformerClassifier's ``model`` folder is its source folder too; refused before the fitted check."""
+    with pytest.raises(ValueError, match="source model's own folder"):
+        shrink_transformer(TransformerClassifier(deep_bert_path), deep_bert_path)
+
+
+def test_output_folder_inside_the_source_leaves_it_intact(deep_bert_path, tmp_path):
+    import shutil
+
+    source = tmp_path / "src"
+    shutil.copytree(deep_bert_path, source)
+    before = _folder_bytes(source)
+    folder = shrink_transformer(source, source / "shrunk", layers=2, texts=["good film"])
+    assert Path(folder) == source / "shrunk" and (source / "shrunk" / "config.json").is_file()
+    assert _folder_bytes(source) == before
+    shrink_transformer(source / "shrunk", tmp_path, layers=1)  # the source inside the output folder
+    assert _folder_bytes(source / "shrunk") == _folder_bytes(folder)
+
+
+def test_reduced_vocabulary_accepts_lone_surrogates(deep_bert_path, tmp_path):
+    """A text with a lone surrogate is read as with U+FFFD (kdtext.base.encodable_texts), not a crash."""
+    texts = ["good film", "x \ud800 bad", "awful \udfff"]
+    folder = shrink_transformer(deep_bert_path, tmp_path / "a", layers=2, texts=texts)
+    replaced = shrink_transformer(
+        deep_bert_path, tmp_path / "b", layers=2, texts=["good film", "x \ufffd bad", "awful \ufffd"]
+    )
+    assert (Path(folder) / "tokenizer.json").read_text() == (Path(replaced) / "tokenizer.json").read_text()
+    config = json.loads((Path(folder) / "config.json").read_text())
+    assert config["vocab_size"] == json.loads((Path(replaced) / "config.json").read_text())["vocab_size"]
+    assert texts[1] == "x \ud800 bad"  # the caller's texts are not modified
