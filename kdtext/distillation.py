@@ -231,6 +231,10 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         Share of transfer texts on which student and teacher agree.
     history_ : list of dict
         The student's ``history_`` where it has one.
+    interrupted_ : bool
+        Whether the student's training was stopped by ``KeyboardInterrupt``
+        after at least one epoch (its best weights so far were kept). Earlier
+        interrupts re-raise and leave this estimator as it was.
 
     Examples
     --------
