@@ -15,6 +15,7 @@ _LAZY = {
     "TransformerClassifier": "kdtext.teachers",
     "BiLSTMClassifier": "kdtext.students",
     "DistillationClassifier": "kdtext.distillation",
+    "DistillationClassifierCV": "kdtext.model_selection",
     "TextCleaner": "kdtext.preprocessing",
     "Lemmatizer": "kdtext.preprocessing",
     "StopWordRemover": "kdtext.preprocessing",

@@ -186,7 +186,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         "max_length": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
-        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "warmup_ratio": [Interval(Real, 0, 1, closed="both")],
@@ -576,6 +577,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
             lengths = seqs.lengths
             y_t = torch.as_tensor(y_idx)
             t_t = None if teacher_logits is None else torch.as_tensor(teacher_logits)
+            cw = self._class_weights(y_idx, n_classes)
+            cw_t = None if cw is None else torch.as_tensor(cw, dtype=torch.float32, device=self.device_)
 
             def batch_loss(idx):
                 batch = self._collate([seqs[i] for i in idx], self.device_)
@@ -583,10 +586,11 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
                     logits = self._forward(batch).float()
                 yb = y_t[idx].to(self.device_)
                 if t_t is None:
-                    return torch.nn.functional.cross_entropy(logits, yb), logits
+                    return torch.nn.functional.cross_entropy(logits, yb, weight=cw_t), logits
                 tb = t_t[idx].to(self.device_)
                 return (
-                    distillation_loss(logits, tb, yb, loss=loss, temperature=temperature, alpha=alpha),
+                    distillation_loss(logits, tb, yb, loss=loss, temperature=temperature, alpha=alpha,
+                                      class_weight=cw_t),
                     logits,
                 )
 
@@ -599,7 +603,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
             params = self._param_groups()
             optimizer = torch.optim.AdamW(params, lr=self.learning_rate)
             steps_per_epoch = math.ceil(len(train_idx) / self.batch_size)
-            total = max(1, steps_per_epoch * self.epochs)
+            n_epochs = self._n_epochs(steps_per_epoch)
+            total = max(1, steps_per_epoch * n_epochs)
             warm = int(self.warmup_ratio * total)
 
             def schedule(step):
@@ -644,14 +649,14 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
             self.history_ = loop["history"]  # filled live, so a monitor can read it during training
             self.interrupted_ = False
             try:
-                for epoch in range(loop["epoch"] + 1, self.epochs + 1):
+                for epoch in range(loop["epoch"] + 1, n_epochs + 1):
                     if loop["finished"]:
                         break
                     t0 = time.perf_counter()
                     self.model_.train()
                     total_loss, n_seen = 0.0, 0
                     batches = bucketed_batches(lengths[train_idx], self.batch_size, rng)
-                    pbar = self._progress(total=len(batches), desc=f"epoch {epoch}/{self.epochs}", unit="batch")
+                    pbar = self._progress(total=len(batches), desc=f"epoch {epoch}/{n_epochs}", unit="batch")
                     for b in batches:
                         idx = train_idx[b]
                         optimizer.zero_grad(set_to_none=True)
@@ -699,7 +704,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
                     # the epoch counts once its record is in: an interrupt from here on keeps it
                     loop["history"].append(record)
                     loop["epoch"] = epoch
-                    loop["finished"] = stop or epoch == self.epochs
+                    loop["finished"] = stop or epoch == n_epochs
                     save_checkpoint()
                     if stop:
                         break
@@ -726,6 +731,42 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
             self.model_.eval()
         return self
 
+    # Epoch policy of epochs="auto": enough optimizer steps on small data, few passes on large data.
+    _AUTO_STEPS = 600
+    _AUTO_MIN_EPOCHS = 3
+    _AUTO_MAX_EPOCHS = 30
+
+    def _n_epochs(self, steps_per_epoch: int) -> int:
+        """``epochs``, or for ``"auto"`` the passes needed for about 600 optimizer steps, within [3, 30]."""
+        if self.epochs != "auto":
+            return int(self.epochs)
+        wanted = math.ceil(self._AUTO_STEPS / max(1, steps_per_epoch))
+        return int(min(self._AUTO_MAX_EPOCHS, max(self._AUTO_MIN_EPOCHS, wanted)))
+
+    def _class_weights(self, y_idx: np.ndarray, n_classes: int) -> np.ndarray | None:
+        """Per-class weights of the hard-label loss, from ``class_weight`` and the labeled texts."""
+        cw = self.class_weight
+        if cw is None:
+            return None
+        labeled = y_idx[y_idx >= 0]
+        if isinstance(cw, str):  # "balanced", as scikit-learn: n / (n_classes * count)
+            counts = np.bincount(labeled, minlength=n_classes).astype(np.float64)
+            if (counts == 0).any():
+                missing = [self.classes_[i] for i in np.flatnonzero(counts == 0)]
+                logger.warning("class_weight='balanced': classes %s have no labeled text; weight 1", missing[:5])
+            with np.errstate(divide="ignore"):
+                w = np.where(counts > 0, len(labeled) / (n_classes * np.maximum(counts, 1)), 1.0)
+            return w
+        unknown = [k for k in cw if k not in set(self.classes_.tolist())]
+        if unknown:
+            raise ValueError(
+                f"class_weight names classes {unknown[:5]} that are not among the labels {self.classes_.tolist()[:10]}."
+            )
+        w = np.array([float(cw.get(c, 1.0)) for c in self.classes_.tolist()])
+        if not np.isfinite(w).all() or (w <= 0).any():
+            raise ValueError(f"class_weight values must be positive and finite, got {cw!r}.")
+        return w
+
     # ------------------------------------------------------------ checkpoints
     def _fit_fingerprint(self, texts, classes, y_idx, teacher_logits, loss, temperature, alpha) -> str:
         """What a checkpoint must match to be resumed: the data and every parameter that shapes training."""
@@ -745,6 +786,36 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
                              loss, float(temperature), float(alpha)))
         h.update(extra.encode())
         return h.hexdigest()
+
+    def _fingerprint(self) -> str:
+        """A hash of the fitted model (weights, tokenizer, classes, parameters), stable across pickling and
+        processes; :class:`~kdtext.DistillationClassifier` names its teacher cache with it."""
+        import hashlib
+
+        import torch
+
+        check_is_fitted(self, "model_")
+        h = hashlib.blake2b(digest_size=16)
+        params = {k: v for k, v in self.get_params(deep=False).items() if _is_jsonable(v)}
+        for k in ("verbose", "device", "predict_batch_size", "checkpoint_dir"):  # do not change the outputs
+            params.pop(k, None)
+        h.update(json.dumps([type(self).__name__, params, self.classes_.tolist(), self._fitted_config()],
+                            sort_keys=True, default=str).encode())
+        tok = getattr(self.tokenizer_, "backend_tokenizer", self.tokenizer_)
+        if hasattr(tok, "to_str"):
+            h.update(tok.to_str().encode())
+        for name, tensor in self.model_.state_dict().items():
+            t = tensor.detach().to("cpu").contiguous()
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()
+
+    def _fitted_config(self) -> dict:
+        """Fitted choices (JSON-serialisable) that ``save_pretrained`` writes and ``from_pretrained`` restores."""
+        return {}
+
+    def _restore_fitted_config(self, config: dict) -> None:
+        pass
 
     def _checkpoint_extra(self) -> dict:
         """State a subclass needs besides the weights to resume (e.g. a learnt tokenizer)."""
@@ -853,6 +924,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
             "n_iter": self.n_iter_,
             "best_epoch": getattr(self, "best_epoch_", None),
             "interrupted": bool(getattr(self, "interrupted_", False)),
+            "fitted": self._fitted_config(),
         }
         self._save_model(path)
         (path / CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -916,6 +988,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         est.n_iter_ = config.get("n_iter", len(est.history_))
         est.best_epoch_ = config.get("best_epoch") if config.get("best_epoch") is not None else est.n_iter_
         est.interrupted_ = bool(config.get("interrupted", False))
+        est._restore_fitted_config(config.get("fitted") or {})
         est._load_model(path)
         n_out = getattr(getattr(est.model_, "config", None), "num_labels", None)
         if n_out is None and hasattr(est.model_, "classifier"):

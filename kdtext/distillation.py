@@ -113,6 +113,30 @@ class _TeacherCache:
         os.replace(tmp, self.folder / f"{time.time_ns()}-{os.getpid()}.npz")
 
 
+def teacher_fingerprint(teacher: Any) -> str:
+    """A hash of a fitted teacher that names its outputs in the ``memory`` cache.
+
+    The same for a teacher and its pickled copies, in any process: kdtext's
+    neural estimators hash their weights, tokenizer, classes and parameters;
+    other estimators are hashed with ``joblib.hash`` after one pickle round
+    trip (``joblib.hash`` alone sees array memory layout, and e.g. a fitted
+    LogisticRegression's ``coef_`` is a view that becomes a plain array once
+    pickled, so copies sent to ``GridSearchCV(n_jobs=...)`` workers missed the
+    cache). A :class:`sklearn.frozen.FrozenEstimator` is looked through.
+    """
+    import pickle
+
+    import joblib
+
+    inner = getattr(teacher, "estimator", None)
+    if type(teacher).__name__ == "FrozenEstimator" and inner is not None:
+        teacher = inner
+    own = getattr(teacher, "_fingerprint", None)
+    if callable(own):
+        return own()
+    return joblib.hash(pickle.loads(pickle.dumps(teacher)))
+
+
 def _memory_location(memory: Any) -> str | None:
     if memory is None:
         return None
@@ -456,9 +480,7 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         cache = None
         location = _memory_location(self.memory)
         if location is not None:
-            import joblib
-
-            cache = _TeacherCache(location, joblib.hash(teacher))
+            cache = _TeacherCache(location, teacher_fingerprint(teacher))
             table = cache.load()
             keys = [_text_key(t) for t in texts]
             hit = np.array([k in table for k in keys], dtype=bool)

@@ -255,7 +255,7 @@ def _as_label_tensor(y: Any, n: int, n_classes: int, device: torch.device) -> to
     return y_t
 
 
-def hard_loss(student_logits: torch.Tensor, y: Any) -> torch.Tensor:
+def hard_loss(student_logits: torch.Tensor, y: Any, class_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy with gold labels, ignoring unlabeled items (``y == -1``).
 
     Parameters
@@ -263,6 +263,9 @@ def hard_loss(student_logits: torch.Tensor, y: Any) -> torch.Tensor:
     student_logits : torch.Tensor of shape (n_samples, n_classes)
     y : torch.Tensor or array-like of int, shape (n_samples,)
         Index of the gold class, or -1 where an item has no gold label.
+    class_weight : torch.Tensor of shape (n_classes,), default=None
+        Weight of each class, as ``weight`` of ``torch.nn.functional.cross_entropy``
+        (a weighted mean over the labeled items).
 
     Returns
     -------
@@ -299,7 +302,7 @@ def hard_loss(student_logits: torch.Tensor, y: Any) -> torch.Tensor:
     labeled = y_t != -1
     if not bool(labeled.any()):
         return _zero_like_graph(student_logits)
-    return F.cross_entropy(student_logits[labeled], y_t[labeled], reduction="mean")
+    return F.cross_entropy(student_logits[labeled], y_t[labeled], weight=class_weight, reduction="mean")
 
 
 # --------------------------------------------------------------------------- combined
@@ -313,6 +316,7 @@ def distillation_loss(
     loss: str = "kl",
     temperature: float = 2.0,
     alpha: float = 0.0,
+    class_weight: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """The loss every kdtext student minimises: ``alpha * hard + (1 - alpha) * soft``.
 
@@ -331,6 +335,8 @@ def distillation_loss(
         Softmax temperature of the ``"kl"`` loss, ``> 0``.
     alpha : float, default=0.0
         Weight of the hard-label cross-entropy, in ``[0, 1]``.
+    class_weight : torch.Tensor of shape (n_classes,), default=None
+        Per-class weights of the hard term (see :func:`hard_loss`).
 
     Returns
     -------
@@ -383,7 +389,7 @@ def distillation_loss(
             soft = mse_loss(student_logits, teacher_logits)
         total = total + (1.0 - a) * soft
     if a > 0.0 and y is not None:
-        total = total + a * hard_loss(student_logits, y)
+        total = total + a * hard_loss(student_logits, y, class_weight)
     return total
 
 

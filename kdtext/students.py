@@ -311,6 +311,11 @@ class BiLSTMClassifier(NeuralTextClassifier):
     n_iter_no_change : int or None, default=3
         Stop after this many epochs without a better validation score.
         None runs all epochs (the best are still restored).
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the hard-label cross-entropy, as in
+        scikit-learn: ``{label: weight}``, or ``"balanced"`` for
+        ``n / (n_classes * count)`` over the labeled texts. Also weights the
+        hard term of :meth:`fit_soft`.
     predict_batch_size : int, default=256
         Batch size for inference.
     device : {"auto", "cpu", "cuda", "mps"} or str, default="auto"
@@ -422,6 +427,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
         warmup_ratio: float = 0.0,
         validation_fraction: float | None = 0.1,
         n_iter_no_change: int | None = 3,
+        class_weight: dict | str | None = None,
         predict_batch_size: int = 256,
         device: str = "auto",
         mixed_precision: bool | str = "auto",
@@ -448,6 +454,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
         self.warmup_ratio = warmup_ratio
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.class_weight = class_weight
         self.predict_batch_size = predict_batch_size
         self.device = device
         self.mixed_precision = mixed_precision

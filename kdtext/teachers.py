@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import json
 import os
+from numbers import Real
 from pathlib import Path
 from typing import Any
+
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._neural import NeuralTextClassifier
 from .exceptions import ModelNotFoundError
@@ -188,6 +192,65 @@ def load_tokenizer_and_model(path: str, model_class: Any, *, verbose: int = 0, w
     return tokenizer, model
 
 
+# top-level modules of transformers' *ForSequenceClassification models that make up the new head
+_HEAD_MODULES = ("classifier", "pre_classifier", "score")
+
+
+def sentence_transformers_pooling(path: str | os.PathLike) -> str | None:
+    """The pooling a sentence-transformers checkpoint was trained with: "mean", "cls", or None if unknown.
+
+    Reads ``modules.json`` (the Pooling module's folder) or ``1_Pooling/config.json``
+    in a local folder; a hub id or a folder without them gives None.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        return None
+    candidates = [folder / "1_Pooling" / "config.json"]
+    modules = folder / "modules.json"
+    try:
+        if modules.is_file():
+            for m in json.loads(modules.read_text(encoding="utf-8")):
+                if str(m.get("type", "")).endswith("Pooling"):
+                    candidates.insert(0, folder / m.get("path", "") / "config.json")
+        for c in candidates:
+            if c.is_file():
+                cfg = json.loads(c.read_text(encoding="utf-8"))
+                if cfg.get("pooling_mode_mean_tokens"):
+                    return "mean"
+                if cfg.get("pooling_mode_cls_token"):
+                    return "cls"
+                logger.warning("%s asks for a pooling kdtext does not offer (%s); using mean", c, cfg)
+                return "mean"
+    except (ValueError, OSError, AttributeError) as exc:
+        logger.warning("could not read the sentence-transformers pooling config of %s: %s", folder, exc)
+    return None
+
+
+def _head_logits(model: Any, pooled: Any):
+    """Logits of a *ForSequenceClassification head applied to a pooled vector (batch, hidden)."""
+    import torch
+
+    head = model.classifier
+    if getattr(model.config, "model_type", "") == "distilbert":
+        x = model.dropout(torch.relu(model.pre_classifier(pooled)))
+        return head(x)
+    if isinstance(head, torch.nn.Linear):  # BERT-style: dropout + linear on the pooled vector
+        return head(model.dropout(pooled))
+    # RoBERTa / XLM-R / ELECTRA-style heads read features[:, 0, :] of a sequence
+    return head(pooled[:, None, :])
+
+
+def _check_mean_pooling_head(model: Any, pooling: str) -> None:
+    if pooling != "mean":
+        return
+    head = getattr(model, "classifier", None)
+    if head is None or (getattr(model.config, "model_type", "") == "distilbert" and not hasattr(model, "pre_classifier")):
+        raise ValueError(
+            f"pooling='mean' is not supported for {type(model).__name__} (no 'classifier' head kdtext knows "
+            "how to feed). Use pooling='cls'."
+        )
+
+
 class TransformerClassifier(NeuralTextClassifier):
     """Fine-tune a transformer (BERT-like encoder) for text classification.
 
@@ -207,8 +270,11 @@ class TransformerClassifier(NeuralTextClassifier):
         Texts are truncated to this many tokens.
     batch_size : int, default=32
         Training batch size.
-    epochs : int, default=3
-        Maximum number of passes over the training texts.
+    epochs : int or "auto", default=3
+        Maximum number of passes over the training texts. ``"auto"``: as
+        many as make about 600 optimizer steps (so small labeled sets get
+        enough updates), at least 3 and at most 30; early stopping
+        (``n_iter_no_change``) still ends training sooner.
     learning_rate : float, default=5e-5
         Peak AdamW learning rate (linear warm-up, then linear decay).
     weight_decay : float, default=0.01
@@ -224,6 +290,24 @@ class TransformerClassifier(NeuralTextClassifier):
     freeze_embeddings : bool, default=False
         Freeze the word embedding matrix: saves memory and time with large
         multilingual vocabularies.
+    pooling : {"cls", "mean", "auto"}, default="cls"
+        Which vector the classification head reads. ``"cls"``: the model's
+        own head (for BERT the ``[CLS]`` vector through its pooler).
+        ``"mean"``: the mean of the last hidden states over the real (non-pad)
+        tokens, fed to the same head; sentence encoders such as
+        all-MiniLM-L6-v2 and multilingual-e5 were trained with it.
+        ``"auto"``: what the checkpoint's sentence-transformers config
+        (``modules.json`` / ``1_Pooling/config.json``) says, else ``"cls"``.
+        The resolved choice is ``pooling_`` and is saved with the model.
+    head_learning_rate : float or None, default=None
+        Peak learning rate of the new classification head; None uses
+        ``learning_rate``. A randomly initialised head often wants more than
+        the pretrained encoder.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the cross-entropy, as in scikit-learn:
+        ``{label: weight}``, or ``"balanced"`` for ``n / (n_classes * count)``
+        over the labeled texts. Also weights the hard term of
+        :meth:`fit_soft`.
     predict_batch_size : int, default=64
         Batch size for inference.
     device : {"auto", "cpu", "cuda", "mps"} or str, default="auto"
@@ -293,6 +377,8 @@ class TransformerClassifier(NeuralTextClassifier):
         **NeuralTextClassifier._parameter_constraints,
         "model": [str, os.PathLike, None],
         "freeze_embeddings": ["boolean"],
+        "pooling": [StrOptions({"cls", "mean", "auto"})],
+        "head_learning_rate": [Interval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(
@@ -308,6 +394,9 @@ class TransformerClassifier(NeuralTextClassifier):
         validation_fraction: float | None = 0.1,
         n_iter_no_change: int | None = 2,
         freeze_embeddings: bool = False,
+        pooling: str = "cls",
+        head_learning_rate: float | None = None,
+        class_weight: dict | str | None = None,
         predict_batch_size: int = 64,
         device: str = "auto",
         mixed_precision: bool | str = "auto",
@@ -325,6 +414,9 @@ class TransformerClassifier(NeuralTextClassifier):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.freeze_embeddings = freeze_embeddings
+        self.pooling = pooling
+        self.head_learning_rate = head_learning_rate
+        self.class_weight = class_weight
         self.predict_batch_size = predict_batch_size
         self.device = device
         self.mixed_precision = mixed_precision
@@ -347,6 +439,8 @@ class TransformerClassifier(NeuralTextClassifier):
             label2id={v: k for k, v in labels.items()},
             ignore_mismatched_sizes=True,
         )
+        self.pooling_ = self._resolve_pooling(path)
+        _check_mean_pooling_head(self.model_, self.pooling_)
         if not getattr(self.tokenizer_, "is_fast", False):
             logger.warning("%s has no fast tokenizer; tokenization will be slow", path)
         if self.freeze_embeddings:
@@ -395,8 +489,42 @@ class TransformerClassifier(NeuralTextClassifier):
             mask[i, : len(s)] = 1
         return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
+    def _resolve_pooling(self, path: str) -> str:
+        if self.pooling != "auto":
+            return self.pooling
+        found = sentence_transformers_pooling(path)
+        logger.info("pooling='auto': %s for %s", found or "cls (no sentence-transformers config)", path)
+        return found or "cls"
+
     def _forward(self, batch):
-        return self.model_(**batch).logits
+        if getattr(self, "pooling_", "cls") == "cls":
+            return self.model_(**batch).logits
+        hidden = self.model_.base_model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return _head_logits(self.model_, pooled)
+
+    def _param_groups(self) -> list[dict]:
+        groups = super()._param_groups()
+        if self.head_learning_rate is None:
+            return groups
+        head = {id(p) for name, p in self.model_.named_parameters() if name.split(".")[0] in _HEAD_MODULES}
+        out = []
+        for g in groups:
+            body = [p for p in g["params"] if id(p) not in head]
+            top = [p for p in g["params"] if id(p) in head]
+            out.append({**g, "params": body})
+            out.append({**g, "params": top, "lr": self.head_learning_rate})
+        return [g for g in out if g["params"]]
+
+    def _fitted_config(self) -> dict:
+        return {"pooling": getattr(self, "pooling_", "cls")}
+
+    def _restore_fitted_config(self, config: dict) -> None:
+        pooling = config.get("pooling", "cls")  # folders saved before pooling existed used the model's head
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"the saved pooling {pooling!r} is not 'cls' or 'mean'; the config is damaged.")
+        self.pooling_ = pooling
 
     def _save_model(self, path: Path) -> None:
         with _quiet_transformers(self.verbose):

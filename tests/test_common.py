@@ -72,6 +72,28 @@ def _distill_bilstm(paths, labels=None):
     return DistillationClassifier(_teacher(paths, labels), _bilstm(paths), alpha=0.5)
 
 
+def _distill_cv_lr(paths, labels=None):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from kdtext import DistillationClassifierCV
+
+    return DistillationClassifierCV(
+        _teacher(paths, labels), make_pipeline(TfidfVectorizer(), LogisticRegression()), random_state=0
+    )
+
+
+def _distill_cv_ridge(paths, labels=None):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+
+    from kdtext import DistillationClassifierCV
+
+    return DistillationClassifierCV(_teacher(paths, labels), make_pipeline(TfidfVectorizer(), Ridge()), random_state=0)
+
+
 # name -> (factory(paths[, labels]) -> unfitted estimator, param grid for GridSearchCV, check options)
 # Distillers take their classes from the teacher: their factory builds a teacher
 # for string labels too, and one gold class is not an error for them.
@@ -83,6 +105,9 @@ ESTIMATORS = {
     "DistillationClassifier[tfidf+ridge]": (_distill_ridge, {"student__ridge__alpha": [0.1, 1.0]}, _DISTILLER),
     "DistillationClassifier[tfidf+lr]": (_distill_lr, {"alpha": [0.0, 0.5]}, _DISTILLER),
     "DistillationClassifier[transformer]": (_distill_transformer, {"loss": ["kl", "mse"]}, _DISTILLER),
+    # the CV distiller trains the hard-label twin on the gold labels, so one gold class is an error for it
+    "DistillationClassifierCV[tfidf+lr]": (_distill_cv_lr, {"cv": [2, 3]}, {}),
+    "DistillationClassifierCV[tfidf+ridge]": (_distill_cv_ridge, {"include_twin": [True, False]}, {}),
 }
 
 

@@ -237,3 +237,31 @@ def test_ctrl_c_in_the_students_first_epoch_reraises_and_changes_nothing(monkeyp
         kd.fit(X[:40])
     monkeypatch.undo()
     assert kd.student_ is student and np.array_equal(kd.predict_proba(PROBE), before)
+
+
+def test_teacher_fingerprint_survives_pickling():
+    """Defect: joblib.hash of a fitted LogisticRegression changed after a pickle round trip (coef_ is a view),
+    so GridSearchCV(n_jobs=...) workers missed the teacher cache and labeled every text again."""
+    import pickle
+
+    from kdtext.distillation import teacher_fingerprint
+
+    teacher = _lr_teacher()
+    copy = pickle.loads(pickle.dumps(teacher))
+    assert teacher_fingerprint(teacher) == teacher_fingerprint(copy)
+    X, y = make_toy_texts(40, seed=0)
+    bilstm = _bilstm(epochs=1).fit(X, y)
+    assert teacher_fingerprint(bilstm) == teacher_fingerprint(pickle.loads(pickle.dumps(bilstm)))
+    assert teacher_fingerprint(bilstm) != teacher_fingerprint(_bilstm(epochs=2).fit(X, y))
+
+
+def test_pickled_teacher_copy_hits_the_cache(tmp_path):
+    import pickle
+
+    X, _ = make_toy_texts(30, seed=2)
+    teacher = _lr_teacher()
+    first = DistillationClassifier(teacher, make_pipeline(TfidfVectorizer(), Ridge()), memory=tmp_path).fit(X)
+    assert first.n_teacher_calls_ == len(set(X))
+    copy = pickle.loads(pickle.dumps(teacher))  # what a joblib worker receives
+    again = DistillationClassifier(copy, make_pipeline(TfidfVectorizer(), Ridge()), memory=tmp_path).fit(X)
+    assert again.n_teacher_calls_ == 0

@@ -1,0 +1,1112 @@
+"""Robustness of distillation: every student route on every development set, at several labeled-set sizes.
+
+One run = one data set x one or more labeled-set sizes (x one or more seeds). Results are MERGED into
+``benchmarks/results/robustness_<set>.json`` (rows keyed by (n_labeled, row, seed); a rerun replaces its rows and
+keeps the others), so runs of many hours add up across sessions.
+
+Protocol, per (set, n_labeled, seed)
+------------------------------------
+- Data: ``../shared/data/<set>/`` (or ``$KDTEXT_DATA`` / ``--data``). From ``train.csv`` a stratified labeled
+  sample of ``n_labeled`` texts (every class gets at least 2 texts where the class and ``n_labeled`` allow it, the
+  rest in proportion to class sizes) and, disjoint from it, ``--n-unlabeled`` texts (default 4000; a plain random
+  draw, labels hidden) as the transfer set. Both come from one seeded permutation of the train split, so a larger
+  ``--n-unlabeled`` is a superset of a smaller one. Test: ``test.csv``, capped at ``--max-test`` (default 2000) by
+  a stratified sample with a fixed seed (0), the same for every ``--seed``.
+- Metric: accuracy (sst2, imdb, banking77), macro-F1 (goemotions_ekman), F1 of class 1 (ru_toxic, germeval2018).
+  ``stderr`` is one bootstrap standard error of the test metric (200 resamples of the test set, seed 0, the same
+  resamples for every row); ``gain_stderr`` is the paired bootstrap standard error of the gain over the twin
+  (same resamples, both rows' test predictions), the number to judge "within noise" by.
+- Teacher: ``TransformerClassifier`` fine-tuned on the labeled texts: all-MiniLM-L6-v2 (kdtext's default) for
+  the English sets, the multilingual-e5-small folder of ``--e5`` / ``$KDTEXT_E5`` (fallback
+  ``benchmarks/.cache/multilingual-e5-small``) for ru_toxic and germeval2018; without it those sets are skipped
+  with a message (exit status 0), unless only teacher-free rows (``lr_twin``, ``bilstm_twin``) were asked for. Settings: ``--teacher-params JSON`` (default ``{}`` = kdtext's
+  defaults; ``random_state`` defaults to the seed). Its logits on the labeled + transfer + test texts are cached
+  in ``--cache`` (default ``benchmarks/.cache/``) as ``robustness-teacher-<set>-n<N>-s<seed>-<hash>.npz``, keyed by
+  (set, n_labeled, seed, teacher model, teacher params), so student rows rerun without it. A teacher fit is
+  checkpointed in the cache every epoch and resumes after a kill.
+- Students never run the teacher: they get a ``CachedTeacher`` (a fitted scikit-learn classifier whose
+  ``predict_logits`` looks texts up in the cached logits) as DistillationClassifier's teacher.
+
+Rows (``--rows`` a comma-separated subset; default all)
+-------------------------------------------------------
+- ``teacher``: test metric, fit seconds, accuracy on its own training texts (the labeled set, its validation
+  tenth included), mean top-class probability on the transfer texts.
+- ``lr_twin``: TF-IDF (``make_union`` of word 1-2 grams and char_wb 2-5 grams, sublinear_tf, min_df=2,
+  lower-cased) + LogisticRegressionCV (Cs 0.1..100, 5-fold CV on the labeled texts, stratified unless a class has
+  fewer than 5 texts, scored with the set's metric, max_iter=2000, class_weight=None), gold labels only: the
+  TUNED twin; its C is used below.
+- ``lr_distilled_hard_weighted``: DistillationClassifier(teacher, TF-IDF + LogisticRegression(C=twin's C),
+  target="hard") on labeled + transfer texts, y = gold or -1: kdtext's route today (teacher labels weighted by
+  the teacher's confidence; kdtext's default alpha=0.5 adds the gold rows).
+- ``lr_distilled_hard_unweighted``: the same student fitted with plain scikit-learn on the teacher's argmax label
+  of every distinct transfer text, gold where the text has one, no sample weights (the candidate fix).
+- ``lr_distilled_hard_mean1``: the same, teacher-labeled rows weighted by the teacher's confidence normalised to
+  mean 1 over those rows, gold rows weight 1.
+- ``lr_distilled_proba``: DistillationClassifier(..., target="proba") (temperature 2, alpha 0.5: defaults).
+- ``ridge_distilled_logits``: DistillationClassifier(teacher, TF-IDF + RidgeCV(alphas 0.1..10)) (route
+  "logits"; RidgeCV's efficient leave-one-out up to 10,000 transfer texts, 5-fold CV above, to bound memory).
+- ``bilstm_twin``: BiLSTMClassifier() defaults on gold labels (random_state=seed).
+- ``bilstm_distilled_mse``: DistillationClassifier(teacher, BiLSTMClassifier(random_state=seed), loss="mse",
+  alpha=0.0); ``bilstm_distilled_kl``: loss="kl", alpha=0.5, temperature=2.0.
+
+Every student row records ``metric``, ``stderr``, ``seconds`` (fit wall time) and ``fidelity`` (agreement with the
+teacher's argmax on the distinct labeled + transfer texts; for the twins too, as a reference); distilled rows also
+``gain_over_twin`` (LR and Ridge rows vs ``lr_twin``, BiLSTM rows vs ``bilstm_twin``, same n_labeled, seed and
+test sample) with ``gain_stderr``, and ``share_of_teacher`` (metric / teacher's metric). A row that fails is
+recorded with its ``error`` instead of losing the run; the JSON is rewritten (atomically, under a lock) after
+every row.
+
+Commands
+--------
+    python benchmarks/robustness.py --set banking77 --n-labeled 250,1000,4000          # one set, three sizes
+    python benchmarks/robustness.py --set sst2 --n-labeled 1000 --seed 0,1,2 --rows lr_twin,lr_distilled_hard_unweighted
+    python benchmarks/robustness.py --set ru_toxic --n-labeled 1000 --e5 /tmp/e5 --teacher-params '{"freeze_embeddings": true}'
+    python benchmarks/robustness.py --table            # markdown table per set from every robustness_*.json
+    python benchmarks/robustness.py --plot             # benchmarks/results/robustness.png (needs matplotlib)
+
+Build the e5 folder once with ``python ../shared/tools/build_multilingual_e5.py /tmp/e5`` (see its header).
+Cheap end-to-end check (a 1-epoch teacher on 250 texts, a few minutes; writes nothing into the repo):
+
+    python benchmarks/robustness.py --set sst2 --n-labeled 250 --n-unlabeled 1000 --max-test 500 \\
+        --rows lr_twin,lr_distilled_hard_weighted,lr_distilled_hard_unweighted,lr_distilled_hard_mean1,lr_distilled_proba,ridge_distilled_logits \\
+        --teacher-params '{"epochs": 1}' --cache /tmp/robust_cache --out-dir /tmp/robust_out
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import csv
+import datetime as _dt
+import gc
+import hashlib
+import json
+import math
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from _common import BENCH_DIR, RESULTS_DIR, data_dir, machine_info, print_table
+
+# ----------------------------------------------------------------------------- sets, rows
+SETS: dict[str, dict[str, str]] = {
+    "sst2": {"metric": "accuracy", "teacher": "minilm"},
+    "imdb": {"metric": "accuracy", "teacher": "minilm"},
+    "banking77": {"metric": "accuracy", "teacher": "minilm"},
+    "goemotions_ekman": {"metric": "macro_f1", "teacher": "minilm"},
+    "ru_toxic": {"metric": "f1_pos", "teacher": "e5"},
+    "germeval2018": {"metric": "f1_pos", "teacher": "e5"},
+}
+TEACHER_MODELS = {"minilm": "all-MiniLM-L6-v2", "e5": "multilingual-e5-small"}
+ROWS = [
+    "teacher",
+    "lr_twin",
+    "lr_distilled_hard_weighted",
+    "lr_distilled_hard_unweighted",
+    "lr_distilled_hard_mean1",
+    "lr_distilled_proba",
+    "ridge_distilled_logits",
+    "bilstm_twin",
+    "bilstm_distilled_mse",
+    "bilstm_distilled_kl",
+]
+TWIN_OF = {
+    "lr_distilled_hard_weighted": "lr_twin",
+    "lr_distilled_hard_unweighted": "lr_twin",
+    "lr_distilled_hard_mean1": "lr_twin",
+    "lr_distilled_proba": "lr_twin",
+    "ridge_distilled_logits": "lr_twin",
+    "bilstm_distilled_mse": "bilstm_twin",
+    "bilstm_distilled_kl": "bilstm_twin",
+}
+NEEDS_TEACHER = {"teacher", *TWIN_OF}
+CS = [0.1, 0.3, 1, 3, 10, 30, 100]
+RIDGE_ALPHAS = [0.1, 0.3, 1, 3, 10]
+RIDGE_GCV_MAX = 10_000  # RidgeCV's leave-one-out eigendecomposes an n x n Gram matrix: bound n
+N_BOOT = 200
+TEST_SEED = 0
+# teacher parameters that do not change its outputs: left out of the cache key
+KEY_EXCLUDED = {"verbose", "checkpoint_dir", "predict_batch_size", "device"}
+DEFAULT_CACHE = BENCH_DIR / ".cache"
+DEFAULT_E5 = DEFAULT_CACHE / "multilingual-e5-small"
+
+
+def log(msg: str) -> None:
+    """A progress line with a timestamp, on stderr."""
+    print(f"[{_dt.datetime.now().strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- metrics
+def metric_value(name: str, y: np.ndarray, p: np.ndarray, n_classes: int) -> float:
+    """The set's test metric (scikit-learn), labels as class indices."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    if name == "accuracy":
+        return float(accuracy_score(y, p))
+    if name == "macro_f1":
+        return float(f1_score(y, p, average="macro", labels=np.arange(n_classes), zero_division=0))
+    return float(f1_score(y, p, pos_label=1, zero_division=0))
+
+
+def _fast_metric(name: str, y: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
+    """The metric for many resamples at once: y, p of shape (n_resamples, n). Equals metric_value row by row."""
+    if name == "accuracy":
+        return (y == p).mean(axis=1)
+    classes = [1] if name == "f1_pos" else range(n_classes)
+    f1s = []
+    for c in classes:
+        tp = ((y == c) & (p == c)).sum(axis=1)
+        denom = (y == c).sum(axis=1) + (p == c).sum(axis=1)
+        f1s.append(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0))
+    return np.mean(f1s, axis=0)
+
+
+def bootstrap_indices(n: int) -> np.ndarray:
+    return np.random.default_rng(TEST_SEED).integers(0, n, size=(N_BOOT, n))
+
+
+def bootstrap_se(name: str, y: np.ndarray, p: np.ndarray, n_classes: int, other: np.ndarray | None = None) -> float:
+    """Bootstrap standard error of the metric of ``p`` (or, with ``other``, of metric(p) - metric(other))."""
+    idx = bootstrap_indices(len(y))
+    vals = _fast_metric(name, y[idx], p[idx], n_classes)
+    if other is not None:
+        vals = vals - _fast_metric(name, y[idx], other[idx], n_classes)
+    return float(np.std(vals, ddof=1))
+
+
+def encode_pred(p: np.ndarray) -> str:
+    dtype = np.uint8 if p.max(initial=0) < 256 else np.uint16
+    return base64.b64encode(np.asarray(p, dtype=dtype).tobytes()).decode("ascii") + ("" if dtype == np.uint8 else ":u16")
+
+
+def decode_pred(s: str) -> np.ndarray:
+    dtype = np.uint8
+    if s.endswith(":u16"):
+        s, dtype = s[:-4], np.uint16
+    return np.frombuffer(base64.b64decode(s), dtype=dtype).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- data
+def read_csv(path: Path) -> tuple[list[str], np.ndarray]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], np.array([int(r["label"]) for r in rows], dtype=np.int64)
+
+
+def stratified_quota(counts: np.ndarray, n: int) -> np.ndarray:
+    """Texts to draw per class: at least 2 (or 1) per class where possible, the rest in proportion."""
+    if n > counts.sum():
+        raise ValueError(f"n_labeled={n} is more than the {counts.sum()} train texts")
+    base = np.minimum(counts, 2)
+    if base.sum() > n:
+        base = np.minimum(counts, 1)
+    if base.sum() > n:
+        base = np.zeros_like(counts)
+    rest = n - int(base.sum())
+    avail = counts - base
+    share = avail / max(avail.sum(), 1) * rest
+    extra = np.minimum(np.floor(share).astype(np.int64), avail)
+    for c in np.argsort(-(share - extra), kind="stable"):  # largest remainders first
+        if extra.sum() >= rest:
+            break
+        if extra[c] < avail[c]:
+            extra[c] += 1
+    while extra.sum() < rest:  # rounding left texts over and some classes are full: any class with room
+        c = int(np.flatnonzero(extra < avail)[0])
+        extra[c] += 1
+    return base + extra
+
+
+class Split:
+    """The labeled sample, transfer texts and test sample of one (set, n_labeled, seed)."""
+
+    def __init__(self, root: Path, set_name: str, n_labeled: int, n_unlabeled: int, seed: int, max_test: int):
+        X_train, y_train = read_csv(root / set_name / "train.csv")
+        X_test, y_test = read_csv(root / set_name / "test.csv")
+        self.classes = np.unique(y_train)
+        index = {c: i for i, c in enumerate(self.classes.tolist())}
+        y_train = np.array([index[c] for c in y_train.tolist()], dtype=np.int64)
+        y_test = np.array([index[c] for c in y_test.tolist()], dtype=np.int64)  # a test class unseen in train: KeyError
+        self.n_classes = len(self.classes)
+
+        perm = np.random.default_rng(seed).permutation(len(X_train))
+        counts = np.bincount(y_train, minlength=self.n_classes)
+        quota = stratified_quota(counts, n_labeled)
+        taken = np.zeros(self.n_classes, dtype=np.int64)
+        lab = []
+        for i in perm:  # the first quota[c] texts of class c in the seeded order
+            c = y_train[i]
+            if taken[c] < quota[c]:
+                lab.append(i)
+                taken[c] += 1
+        lab_set = set(lab)
+        unl = [i for i in perm if i not in lab_set][:n_unlabeled]
+        if len(unl) < n_unlabeled:
+            log(f"note: only {len(unl)} train texts are left for the transfer set (asked for {n_unlabeled})")
+        self.X_lab = [X_train[i] for i in lab]
+        self.y_lab = y_train[lab]
+        self.X_unl = [X_train[i] for i in unl]
+
+        if len(X_test) > max_test:
+            from sklearn.model_selection import train_test_split
+
+            ids = np.arange(len(X_test))
+            try:
+                keep, _ = train_test_split(ids, train_size=max_test, stratify=y_test, random_state=TEST_SEED)
+            except ValueError:  # a class with a single test text: plain random sample
+                keep = np.random.default_rng(TEST_SEED).choice(ids, size=max_test, replace=False)
+            keep = np.sort(keep)
+        else:
+            keep = np.arange(len(X_test))
+        self.X_test = [X_test[i] for i in keep]
+        self.y_test = y_test[keep]
+        self.labeled_hash = _hash_texts(self.X_lab, self.y_lab)
+        self.test_hash = _hash_texts(self.X_test, self.y_test)[:16]
+
+        # the distinct transfer texts in DistillationClassifier's order, gold index (or -1) per text
+        position: dict[str, int] = {}
+        for t in self.X_lab + self.X_unl:
+            position.setdefault(t, len(position))
+        self.distinct = list(position)
+        self.gold = np.full(len(self.distinct), -1, dtype=np.int64)
+        for t, c in zip(self.X_lab, self.y_lab.tolist()):
+            self.gold[position[t]] = c
+
+    @property
+    def X_all(self) -> list[str]:
+        return self.X_lab + self.X_unl
+
+    @property
+    def y_all(self) -> np.ndarray:
+        return np.concatenate([self.y_lab, np.full(len(self.X_unl), -1, dtype=np.int64)])
+
+
+def _hash_texts(texts: list[str], labels: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(text_key(t).encode())
+    h.update(np.asarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def text_key(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+# ----------------------------------------------------------------------------- teacher
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class CachedTeacher(ClassifierMixin, BaseEstimator):
+    """A stand-in teacher: ``fit(texts, logits)`` stores cached teacher logits, ``predict_logits`` looks them up.
+
+    ``classes`` are the labels the logit columns stand for. Passed to DistillationClassifier as its teacher, so
+    the students of this benchmark never run the transformer.
+    """
+
+    def __init__(self, classes=None):
+        self.classes = classes
+
+    def fit(self, X, logits):
+        logits = np.asarray(logits, dtype=np.float32)
+        self.table_ = {text_key(t): row for t, row in zip(X, logits)}
+        self.classes_ = np.asarray(self.classes)
+        return self
+
+    def predict_logits(self, X) -> np.ndarray:
+        keys = [text_key(t) for t in X]
+        missing = [t for t, k in zip(X, keys) if k not in self.table_]
+        if missing:
+            raise KeyError(f"{len(missing)} texts are not in the cached teacher logits, e.g. {missing[0][:60]!r}")
+        return np.stack([self.table_[k] for k in keys]) if keys else np.empty((0, len(self.classes_)), np.float32)
+
+    def predict_proba(self, X) -> np.ndarray:
+        return softmax(self.predict_logits(X))
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_logits(X), axis=1)]
+
+    def __repr__(self) -> str:  # the table would make BaseEstimator's repr huge
+        return f"CachedTeacher({len(getattr(self, 'table_', {}))} texts)"
+
+
+def resolve_e5(arg: str | None) -> str | None:
+    for cand in (arg, os.environ.get("KDTEXT_E5"), str(DEFAULT_E5)):
+        if cand and (Path(cand).expanduser() / "config.json").is_file():
+            return str(Path(cand).expanduser())
+    if arg or os.environ.get("KDTEXT_E5"):
+        log(f"warning: {arg or os.environ.get('KDTEXT_E5')} holds no config.json (not a model folder)")
+    return None
+
+
+def teacher_cache_key(set_name: str, n_labeled: int, seed: int, model_label: str, params: dict) -> dict:
+    return {
+        "set": set_name,
+        "n_labeled": n_labeled,
+        "seed": seed,
+        "model": model_label,
+        "params": {k: v for k, v in sorted(params.items()) if k not in KEY_EXCLUDED},
+    }
+
+
+def teacher_id(key: dict) -> str:
+    return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def cache_path(cache: Path, key: dict) -> Path:
+    return cache / f"robustness-teacher-{key['set']}-n{key['n_labeled']}-s{key['seed']}-{teacher_id(key)}.npz"
+
+
+def load_teacher_cache(path: Path, key: dict, split: Split) -> tuple[dict, dict] | None:
+    """(table text-key -> logits, meta) if the cache file fits this key, labeled sample and texts; else None."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = data["keys"].tolist()
+            logits = np.asarray(data["logits"], dtype=np.float32)
+            meta = json.loads(str(data["meta"]))
+    except Exception as exc:  # a damaged file: refit
+        log(f"teacher cache {path} is unreadable ({type(exc).__name__}: {exc}); fitting the teacher again")
+        return None
+    if meta.get("key") != key or meta.get("labeled_hash") != split.labeled_hash:
+        log(f"teacher cache {path} was made for another key or labeled sample; fitting the teacher again")
+        return None
+    table = dict(zip(keys, logits))
+    needed = {text_key(t) for t in split.distinct + split.X_test}
+    missing = len(needed - table.keys())
+    if missing:
+        log(f"teacher cache {path} lacks logits for {missing} texts (a larger --n-unlabeled or --max-test?); "
+            "fitting the teacher again")
+        return None
+    return table, meta
+
+
+def fit_teacher(split: Split, key: dict, model_path: str | None, params: dict, cache: Path) -> tuple[dict, dict]:
+    """Fine-tune the teacher on the labeled texts, label every text once, store the logits; (table, meta)."""
+    from kdtext import TransformerClassifier
+
+    path = cache_path(cache, key)
+    kw = dict(params)
+    kw.setdefault("random_state", key["seed"])
+    ckpt = cache / (path.stem + "-checkpoint")
+    kw.setdefault("checkpoint_dir", str(ckpt))
+    model = kw.pop("model", model_path)
+    log(f"fitting the teacher ({key['model']}, {kw}) on {len(split.X_lab)} labeled texts")
+    t0 = time.perf_counter()
+    teacher = TransformerClassifier(model, **kw).fit(split.X_lab, split.classes[split.y_lab])
+    fit_s = time.perf_counter() - t0
+    texts = list(dict.fromkeys(split.distinct + split.X_test))
+    log(f"teacher fitted in {fit_s:.0f} s; labeling {len(texts)} distinct texts")
+    t0 = time.perf_counter()
+    logits = teacher.predict_logits(texts)
+    predict_s = time.perf_counter() - t0
+    if not np.array_equal(np.asarray(teacher.classes_), split.classes):
+        raise RuntimeError(f"teacher classes {teacher.classes_} differ from the data's {split.classes}")
+    meta = {
+        "key": key,
+        "labeled_hash": split.labeled_hash,
+        "fit_seconds": fit_s,
+        "predict_seconds": predict_s,
+        "n_texts": len(texts),
+        "history": getattr(teacher, "history_", None),
+        "best_epoch": getattr(teacher, "best_epoch_", None),
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
+    os.close(fd)
+    with open(tmp, "wb") as fh:
+        np.savez(fh, keys=np.array([text_key(t) for t in texts]), logits=np.asarray(logits, np.float32),
+                 meta=np.array(json.dumps(meta, default=str)))
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+    os.replace(tmp, path)
+    log(f"teacher logits cached in {path}")
+    shutil.rmtree(ckpt, ignore_errors=True)
+    del teacher
+    gc.collect()
+    return {text_key(t): row for t, row in zip(texts, np.asarray(logits, np.float32))}, meta
+
+
+# ----------------------------------------------------------------------------- students
+def tfidf():
+    """Word 1-2 grams + char_wb 2-5 grams, sublinear tf, min_df=2, lower-cased: one make_union."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_union
+
+    return make_union(
+        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True, lowercase=True),
+    )
+
+
+SCORING = {"accuracy": "accuracy", "macro_f1": "f1_macro", "f1_pos": "f1"}
+
+
+class Context:
+    """What the row functions share: the split, the cached teacher, the twin's C."""
+
+    def __init__(self, split: Split, metric: str, seed: int, teacher: CachedTeacher | None):
+        self.split = split
+        self.metric = metric
+        self.seed = seed
+        self.teacher = teacher
+        self._twin = None
+        self.twin_cv = None
+
+    def teacher_logits(self, texts: list[str]) -> np.ndarray:
+        return self.teacher.predict_logits(texts)
+
+    def twin(self):
+        """The tuned TF-IDF + LogisticRegressionCV twin (fitted once, on first use)."""
+        if self._twin is None:
+            from sklearn.linear_model import LogisticRegressionCV
+            from sklearn.model_selection import KFold, StratifiedKFold
+            from sklearn.pipeline import make_pipeline
+
+            s = self.split
+            if np.bincount(s.y_lab).min() >= 5:
+                cv = StratifiedKFold(5, shuffle=True, random_state=self.seed)
+                self.twin_cv = "5-fold stratified"
+            else:  # a class with fewer than 5 labeled texts (banking77 at small n): stratified 5-fold is impossible
+                cv = KFold(5, shuffle=True, random_state=self.seed)
+                self.twin_cv = "5-fold (not stratified: a class has < 5 texts)"
+            est = make_pipeline(
+                tfidf(),
+                LogisticRegressionCV(Cs=CS, cv=cv, max_iter=2000, class_weight=None, l1_ratios=(0.0,),
+                                     scoring=SCORING[self.metric], use_legacy_attributes=False),
+            )
+            t0 = time.perf_counter()
+            est.fit(s.X_lab, s.y_lab)
+            self._twin = (est, time.perf_counter() - t0)
+        return self._twin
+
+    def twin_C(self) -> float:
+        return float(np.ravel(self.twin()[0][-1].C_)[0])
+
+
+def _lr(C: float):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(tfidf(), LogisticRegression(C=C, max_iter=2000))
+
+
+def _kd(ctx: Context, student, **kw):
+    from kdtext import DistillationClassifier
+
+    return DistillationClassifier(ctx.teacher, student, random_state=ctx.seed, **kw)
+
+
+def _fit_kd(ctx: Context, est) -> dict:
+    s = ctx.split
+    t0 = time.perf_counter()
+    est.fit(s.X_all, s.y_all)
+    return {"est": est, "seconds": time.perf_counter() - t0, "fidelity": float(est.fidelity_)}
+
+
+def _fit_manual(ctx: Context, weights: str) -> dict:
+    """TF-IDF + LR(C = twin's) on teacher argmax labels of all distinct transfer texts, gold where present."""
+    s = ctx.split
+    C = ctx.twin_C()
+    logits = ctx.teacher_logits(s.distinct)
+    labels = np.where(s.gold >= 0, s.gold, np.argmax(logits, axis=1))
+    est = _lr(C)
+    fit_kw = {}
+    if weights == "mean1":
+        conf = softmax(logits).max(axis=1)
+        teacher_rows = s.gold < 0
+        w = np.ones(len(labels))
+        if teacher_rows.any():
+            w[teacher_rows] = conf[teacher_rows] / conf[teacher_rows].mean()
+        fit_kw["logisticregression__sample_weight"] = w
+    t0 = time.perf_counter()
+    est.fit(s.distinct, labels, **fit_kw)
+    return {"est": est, "seconds": time.perf_counter() - t0, "params": {"C": C}}
+
+
+def row_teacher(ctx: Context) -> dict:
+    raise RuntimeError("handled by the runner")  # pragma: no cover
+
+
+def row_lr_twin(ctx: Context) -> dict:
+    est, seconds = ctx.twin()
+    return {"est": est, "seconds": seconds, "params": {"C": ctx.twin_C(), "Cs": CS, "cv": ctx.twin_cv,
+                                                       "scoring": SCORING[ctx.metric]}}
+
+
+def row_lr_distilled_hard_weighted(ctx: Context) -> dict:
+    C = ctx.twin_C()
+    out = _fit_kd(ctx, _kd(ctx, _lr(C), target="hard"))
+    out["params"] = {"C": C, "alpha": out["est"].alpha}
+    return out
+
+
+def row_lr_distilled_hard_unweighted(ctx: Context) -> dict:
+    return _fit_manual(ctx, "none")
+
+
+def row_lr_distilled_hard_mean1(ctx: Context) -> dict:
+    return _fit_manual(ctx, "mean1")
+
+
+def row_lr_distilled_proba(ctx: Context) -> dict:
+    C = ctx.twin_C()
+    out = _fit_kd(ctx, _kd(ctx, _lr(C), target="proba"))
+    out["params"] = {"C": C, "alpha": out["est"].alpha, "temperature": out["est"].temperature}
+    return out
+
+
+def row_ridge_distilled_logits(ctx: Context) -> dict:
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+
+    gcv = len(ctx.split.distinct) <= RIDGE_GCV_MAX
+    student = make_pipeline(tfidf(), RidgeCV(alphas=RIDGE_ALPHAS, cv=None if gcv else 5))
+    out = _fit_kd(ctx, _kd(ctx, student))
+    out["params"] = {"alpha": float(out["est"].student_[-1].alpha_), "alphas": RIDGE_ALPHAS,
+                     "cv": "leave-one-out (GCV)" if gcv else "5-fold", "route": out["est"].target_}
+    return out
+
+
+def row_bilstm_twin(ctx: Context) -> dict:
+    from kdtext import BiLSTMClassifier
+
+    s = ctx.split
+    est = BiLSTMClassifier(random_state=ctx.seed)
+    t0 = time.perf_counter()
+    est.fit(s.X_lab, s.y_lab)
+    return {"est": est, "seconds": time.perf_counter() - t0, "params": {"best_epoch": int(est.best_epoch_)}}
+
+
+def row_bilstm_distilled_mse(ctx: Context) -> dict:
+    from kdtext import BiLSTMClassifier
+
+    out = _fit_kd(ctx, _kd(ctx, BiLSTMClassifier(random_state=ctx.seed), loss="mse", alpha=0.0))
+    out["params"] = {"loss": "mse", "alpha": 0.0, "best_epoch": int(out["est"].student_.best_epoch_)}
+    return out
+
+
+def row_bilstm_distilled_kl(ctx: Context) -> dict:
+    from kdtext import BiLSTMClassifier
+
+    out = _fit_kd(ctx, _kd(ctx, BiLSTMClassifier(random_state=ctx.seed), loss="kl", alpha=0.5, temperature=2.0))
+    out["params"] = {"loss": "kl", "alpha": 0.5, "temperature": 2.0,
+                     "best_epoch": int(out["est"].student_.best_epoch_)}
+    return out
+
+
+ROW_FUNCS: dict[str, Callable[[Context], dict]] = {name: globals()[f"row_{name}"] for name in ROWS}
+
+
+# ----------------------------------------------------------------------------- results file
+@contextlib.contextmanager
+def locked(path: Path):
+    """An exclusive lock for ``path`` (runs of the same set in parallel merge safely); the lock file lives in the
+    temp folder, so nothing is left beside the results."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"kdtext-robustness-{digest}.lock", "w") as fh:
+        try:
+            import fcntl
+
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - not POSIX
+            pass
+        yield
+
+
+def read_results(path: Path) -> dict:
+    if path.is_file():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            backup = path.with_suffix(f".broken-{int(time.time())}.json")
+            shutil.copy(path, backup)
+            log(f"warning: {path} is not valid JSON ({exc}); kept as {backup}, starting a new file")
+    return {}
+
+
+def row_key(r: dict) -> tuple:
+    return (int(r["n_labeled"]), r["row"], int(r["seed"]))
+
+
+def derive(rows: list[dict], metric: str, n_classes: int, y_test_by_hash: dict[str, np.ndarray]) -> None:
+    """Fill gain_over_twin, gain_stderr and share_of_teacher from the matching twin and teacher rows."""
+    index = {row_key(r): r for r in rows}
+    for r in rows:
+        ok = r.get("metric") is not None
+        twin = TWIN_OF.get(r["row"])
+        r.pop("gain_note", None)
+        if twin:
+            r["twin"] = twin
+            t = index.get((int(r["n_labeled"]), twin, int(r["seed"])))
+            r["gain_over_twin"] = r["gain_stderr"] = None
+            if ok and t is not None and t.get("metric") is not None:
+                if t.get("test_hash") == r.get("test_hash"):
+                    r["gain_over_twin"] = r["metric"] - t["metric"]
+                    y = y_test_by_hash.get(r.get("test_hash"))
+                    if y is not None and r.get("test_pred") and t.get("test_pred"):
+                        r["gain_stderr"] = bootstrap_se(metric, y, decode_pred(r["test_pred"]), n_classes,
+                                                        other=decode_pred(t["test_pred"]))
+                else:
+                    r["gain_note"] = "twin row has another test sample"
+        if r["row"] != "teacher":
+            te = index.get((int(r["n_labeled"]), "teacher", int(r["seed"])))
+            r["share_of_teacher"] = None
+            if ok and te is not None and te.get("metric"):
+                same_test = te.get("test_hash") == r.get("test_hash")
+                same_teacher = r["row"] not in TWIN_OF or te.get("teacher_id") == r.get("teacher_id")
+                if same_test and same_teacher:
+                    r["share_of_teacher"] = r["metric"] / te["metric"]
+
+
+def write_results(path: Path, set_name: str, metric: str, new_rows: list[dict], n_classes: int,
+                  y_test_by_hash: dict[str, np.ndarray], command: str) -> dict:
+    """Merge ``new_rows`` into the JSON file (replace same keys, keep others) and write it atomically."""
+    with locked(path):
+        old = read_results(path)
+        labels = dict(old.get("test_labels", {}))
+        labels.update({h: encode_pred(y) for h, y in y_test_by_hash.items()})
+        rows = {row_key(r): r for r in old.get("rows", [])}
+        for r in new_rows:
+            rows[row_key(r)] = r
+        order = {name: i for i, name in enumerate(ROWS)}
+        merged = sorted(rows.values(), key=lambda r: (int(r["n_labeled"]), int(r["seed"]), order.get(r["row"], 99)))
+        n_classes = max(int(old.get("n_classes", 0)), n_classes)
+        derive(merged, metric, n_classes, {h: decode_pred(v) for h, v in labels.items()})
+        info = machine_info()
+        runs = old.get("runs", [])
+        if not runs or runs[-1].get("command") != command or runs[-1].get("pid") != os.getpid():
+            runs.append({"command": command, "date": info["date"], "pid": os.getpid(),
+                         "load_avg_1m": info.get("load_avg_1m")})
+        payload = {
+            "benchmark": "robustness",
+            "set": set_name,
+            "metric": metric,
+            "command": command,
+            "machine": info,
+            "n_classes": n_classes,
+            "runs": runs,
+            "rows": merged,
+            "test_labels": labels,
+        }
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(payload, indent=1, ensure_ascii=False, default=str) + "\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    return payload
+
+
+# ----------------------------------------------------------------------------- one run
+def run_one(args, set_name: str, n_labeled: int, seed: int, rows: list[str], root: Path, command: str,
+            e5: str | None) -> list[dict]:
+    spec = SETS[set_name]
+    metric = spec["metric"]
+    out_path = args.out_dir / f"robustness_{set_name}.json"
+    log(f"{set_name}: n_labeled={n_labeled}, n_unlabeled={args.n_unlabeled}, seed={seed}: drawing the split")
+    split = Split(root, set_name, n_labeled, args.n_unlabeled, seed, args.max_test)
+    K = split.n_classes
+    y_by_hash = {split.test_hash: split.y_test}
+    log(f"{set_name}: {len(split.X_lab)} labeled ({np.bincount(split.y_lab, minlength=K).min()} in the smallest "
+        f"class), {len(split.X_unl)} transfer, {len(split.X_test)} test texts, {K} classes")
+    params = json.loads(args.teacher_params)
+    model_label = TEACHER_MODELS[spec["teacher"]] if "model" not in params else str(params["model"])
+    key = teacher_cache_key(set_name, n_labeled, seed, model_label, params)
+    tid = teacher_id(key)
+    common = {
+        "n_labeled": n_labeled,
+        "seed": seed,
+        "n_labeled_actual": len(split.X_lab),
+        "n_unlabeled": len(split.X_unl),
+        "n_transfer_distinct": len(split.distinct),
+        "n_test": len(split.X_test),
+        "max_test": args.max_test,
+        "test_hash": split.test_hash,
+    }
+    done: list[dict] = []
+
+    def record(r: dict) -> None:
+        r = {**common, **r, "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+        done.append(r)
+        write_results(out_path, set_name, metric, [r], K, y_by_hash, command)
+        msg = r.get("error") or f"{metric} {r['metric']:.4f} +- {r['stderr']:.4f}, {r.get('seconds') or 0:.1f} s"
+        log(f"{set_name} n={n_labeled} seed={seed} {r['row']}: {msg}")
+
+    # the teacher (from the cache, or fitted now) if any selected row needs it
+    teacher = None
+    teacher_error = None
+    if NEEDS_TEACHER & set(rows):
+        model_path = None if spec["teacher"] == "minilm" else e5
+        if spec["teacher"] == "e5" and model_path is None and "model" not in params:
+            teacher_error = "skipped: no multilingual-e5-small folder"
+            log(f"{set_name}: no multilingual-e5-small folder (pass --e5 PATH or set $KDTEXT_E5; build it with "
+                f"`python ../shared/tools/build_multilingual_e5.py PATH`): skipping the teacher and every distilled "
+                f"row of {set_name}")
+        else:
+            path = cache_path(args.cache, key)
+            try:
+                got = load_teacher_cache(path, key, split)
+                from_cache = got is not None
+                if got is None:
+                    got = fit_teacher(split, key, model_path, params, args.cache)
+                else:
+                    log(f"teacher logits loaded from {path}")
+                table, meta = got
+                texts = list(dict.fromkeys(split.distinct + split.X_test))
+                # columns of the logits are the sorted classes, i.e. class indices 0..K-1 here
+                teacher = CachedTeacher(np.arange(K)).fit(texts, np.stack([table[text_key(t)] for t in texts]))
+                z_test = teacher.predict_logits(split.X_test)
+                p_test = np.argmax(z_test, axis=1)
+                z_lab = teacher.predict_logits(split.X_lab)
+                z_unl = teacher.predict_logits(split.X_unl) if split.X_unl else np.empty((0, K))
+                trow = {
+                    "row": "teacher",
+                    "metric": metric_value(metric, split.y_test, p_test, K),
+                    "stderr": bootstrap_se(metric, split.y_test, p_test, K),
+                    "seconds": meta["fit_seconds"],
+                    "teacher_fit_seconds": meta["fit_seconds"],
+                    "teacher_predict_seconds": meta.get("predict_seconds"),
+                    "teacher_train_accuracy": float(np.mean(np.argmax(z_lab, axis=1) == split.y_lab)),
+                    "teacher_mean_top_prob": float(softmax(z_unl).max(axis=1).mean()) if len(z_unl) else None,
+                    "teacher_mean_top_prob_test": float(softmax(z_test).max(axis=1).mean()),
+                    "teacher_best_epoch": meta.get("best_epoch"),
+                    "teacher_from_cache": from_cache,
+                    "teacher_model": model_label,
+                    "teacher_params": key["params"],
+                    "teacher_id": tid,
+                    "test_pred": encode_pred(p_test),
+                }
+                record(trow)
+            except Exception as exc:
+                teacher_error = f"teacher failed: {type(exc).__name__}: {exc}"
+                log(traceback.format_exc())
+                record({"row": "teacher", "metric": None, "stderr": None, "error": teacher_error,
+                        "teacher_id": tid, "traceback": traceback.format_exc()[-2000:]})
+
+    ctx = Context(split, metric, seed, teacher)
+    for name in rows:
+        if name == "teacher":
+            continue
+        if name in TWIN_OF and teacher is None:
+            if teacher_error and teacher_error.startswith("skipped"):
+                continue  # no e5 folder: nothing recorded, old rows stay
+            record({"row": name, "metric": None, "stderr": None, "error": teacher_error, "teacher_id": tid})
+            continue
+        log(f"{set_name} n={n_labeled} seed={seed} {name}: fitting")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                out = ROW_FUNCS[name](ctx)
+                est = out["est"]
+                p = np.asarray(est.predict(split.X_test), dtype=np.int64)  # every row learns class indices
+                r = {
+                    "row": name,
+                    "metric": metric_value(metric, split.y_test, p, K),
+                    "stderr": bootstrap_se(metric, split.y_test, p, K),
+                    "seconds": out["seconds"],
+                    "params": out.get("params", {}),
+                    "test_pred": encode_pred(p),
+                }
+                if teacher is not None:
+                    if "fidelity" in out:
+                        r["fidelity"] = out["fidelity"]
+                    else:
+                        agree = np.asarray(est.predict(split.distinct)) == np.argmax(
+                            ctx.teacher_logits(split.distinct), axis=1)
+                        r["fidelity"] = float(np.mean(agree))
+                if name in TWIN_OF:
+                    r["teacher_id"] = tid
+            except Exception as exc:
+                log(traceback.format_exc())
+                r = {"row": name, "metric": None, "stderr": None, "error": f"{type(exc).__name__}: {exc}",
+                     "traceback": traceback.format_exc()[-2000:], "teacher_id": tid}
+        msgs = list(dict.fromkeys(f"{w.category.__name__}: {str(w.message)[:200]}" for w in caught))
+        if msgs:
+            r["warnings"] = msgs[:5] + ([f"... {len(msgs) - 5} more kinds"] if len(msgs) > 5 else [])
+        record(r)
+        gc.collect()
+    return done
+
+
+# ----------------------------------------------------------------------------- reports
+def fmt(v: Any, spec: str = "{:.3f}", signed: bool = False) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return ("{:+.3f}" if signed else spec).format(v)
+
+
+def print_run_table(payload: dict, keys: set[tuple]) -> None:
+    rows = [r for r in payload["rows"] if row_key(r) in keys]
+    table = []
+    for r in rows:
+        table.append({
+            "n_labeled": r["n_labeled"],
+            "seed": r["seed"],
+            "row": r["row"],
+            payload["metric"]: fmt(r.get("metric")),
+            "stderr": fmt(r.get("stderr")),
+            "gain": fmt(r.get("gain_over_twin"), signed=True),
+            "gain se": fmt(r.get("gain_stderr")),
+            "share": fmt(r.get("share_of_teacher")),
+            "fidelity": fmt(r.get("fidelity")),
+            "seconds": fmt(r.get("seconds"), "{:.1f}"),
+            "note": _note(r),
+        })
+    print(f"\n{payload['set']}: {payload['metric']} on the test sample")
+    print_table(table)
+
+
+def _note(r: dict) -> str:
+    if r.get("error"):
+        return "ERROR " + r["error"][:100]
+    if r["row"] == "teacher":
+        return (f"train acc {r.get('teacher_train_accuracy', 0):.3f}, mean top prob {fmt(r.get('teacher_mean_top_prob'))}"
+                + (", cached" if r.get("teacher_from_cache") else ""))
+    p = r.get("params") or {}
+    parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items() if k in ("C", "alpha")]
+    return ", ".join(parts)
+
+
+def result_files(out_dir: Path) -> list[Path]:
+    return sorted(p for p in out_dir.glob("robustness_*.json"))
+
+
+def summarise(payload: dict) -> tuple[list[int], dict]:
+    """{(row, n_labeled): dict(metric mean, stderr, gain mean, gain se, seeds)} averaged over seeds."""
+    cells: dict[tuple[str, int], list[dict]] = {}
+    for r in payload.get("rows", []):
+        cells.setdefault((r["row"], int(r["n_labeled"])), []).append(r)
+    out = {}
+    for k, rs in cells.items():
+        good = [r for r in rs if r.get("metric") is not None]
+        if not good:
+            out[k] = {"error": rs[0].get("error", "error")}
+            continue
+        m = np.array([r["metric"] for r in good])
+        se = np.array([r.get("stderr") or 0.0 for r in good])
+        gains = [r["gain_over_twin"] for r in good if r.get("gain_over_twin") is not None]
+        gses = [r["gain_stderr"] for r in good if r.get("gain_stderr") is not None]
+        shares = [r["share_of_teacher"] for r in good if r.get("share_of_teacher") is not None]
+        out[k] = {
+            "metric": float(m.mean()),
+            # every seed is scored on the same test sample, so its noise does not average out over seeds:
+            # the mean of the per-seed SEs, and the spread over seeds beside it
+            "stderr": float(np.mean(se)),
+            "seed_sd": float(np.std(m, ddof=1)) if len(good) > 1 else None,
+            "gain": float(np.mean(gains)) if gains else None,
+            "gain_se": float(np.mean(gses)) if gses else None,
+            "share": float(np.mean(shares)) if shares else None,
+            "seeds": len(good),
+            "errors": len(rs) - len(good),
+        }
+    sizes = sorted({k[1] for k in out})
+    return sizes, out
+
+
+def markdown_tables(out_dir: Path) -> str:
+    parts = []
+    for path in result_files(out_dir):
+        payload = read_results(path)
+        if not payload.get("rows"):
+            continue
+        sizes, cells = summarise(payload)
+        n_unl = sorted({r.get("n_unlabeled") for r in payload["rows"] if r.get("n_unlabeled") is not None})
+        n_test = sorted({r.get("n_test") for r in payload["rows"] if r.get("n_test") is not None})
+        seeds = sorted({int(r["seed"]) for r in payload["rows"]})
+        parts.append(
+            f"### {payload['set']}\n\n{payload['metric']} on {'/'.join(map(str, n_test))} test texts; transfer set "
+            f"{'/'.join(map(str, n_unl))} texts; seeds {','.join(map(str, seeds))}. Cell: metric +- bootstrap SE "
+            f"(gain over the twin +- paired SE); with several seeds the means, the mean SE and the sd over seeds.\n"
+        )
+        header = "| row | " + " | ".join(f"n={n}" for n in sizes) + " |"
+        lines = [header, "|---|" + "---|" * len(sizes)]
+        for row in ROWS:
+            if not any((row, n) in cells for n in sizes):
+                continue
+            vals = []
+            for n in sizes:
+                c = cells.get((row, n))
+                if c is None:
+                    vals.append("")
+                elif "error" in c:
+                    vals.append("error")
+                else:
+                    v = f"{c['metric']:.3f} +- {c['stderr']:.3f}"
+                    if c["gain"] is not None:
+                        v += f" ({c['gain']:+.3f}" + (f" +- {c['gain_se']:.3f}" if c["gain_se"] is not None else "") + ")"
+                    if c["seeds"] > 1:
+                        v += f" [{c['seeds']} seeds, sd {c['seed_sd']:.3f}]"
+                    if c["errors"]:
+                        v += f" [{c['errors']} failed]"
+                    vals.append(v)
+            lines.append(f"| {row} | " + " | ".join(vals) + " |")
+        teach = [r for r in payload["rows"] if r["row"] == "teacher" and r.get("metric") is not None]
+        if teach:
+            bits = [f"n={r['n_labeled']} s{r['seed']}: fit {r.get('teacher_fit_seconds', 0):.0f} s, train acc "
+                    f"{r.get('teacher_train_accuracy', 0):.3f}, mean top prob {fmt(r.get('teacher_mean_top_prob'))}"
+                    for r in teach]
+            lines.append("\nTeacher: " + "; ".join(bits) + ".")
+        parts.append("\n".join(lines) + "\n")
+    text = "\n".join(parts) if parts else f"no robustness_*.json in {out_dir}"
+    print(text)
+    return text
+
+
+def plot(out_dir: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib is not installed: no plot (pip install matplotlib)")
+        return None
+    data = []
+    for path in result_files(out_dir):
+        payload = read_results(path)
+        if payload.get("rows"):
+            data.append((payload["set"], payload["metric"], *summarise(payload)))
+    if not data:
+        log(f"no robustness_*.json with rows in {out_dir}: nothing to plot")
+        return None
+    distilled = [r for r in ROWS if r in TWIN_OF]
+    ncols = min(3, len(data))
+    nrows = math.ceil(len(data) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, (set_name, metric, sizes, cells) in zip(axes.flat, data):
+        ax.axhline(0.0, color="black", lw=0.8)
+        drawn = 0
+        for j, row in enumerate(distilled):
+            pts = [(n, cells[(row, n)]) for n in sizes if (row, n) in cells and cells[(row, n)].get("gain") is not None]
+            if not pts:
+                continue
+            # spread the rows a little around each size so error bars do not overlap
+            x = [n * (1 + 0.04 * (j - len(distilled) / 2)) for n, _ in pts]
+            y = [c["gain"] for _, c in pts]
+            e = [c["gain_se"] or 0.0 for _, c in pts]
+            ax.errorbar(x, y, yerr=e, marker="o", ms=4, lw=1.2, capsize=2, color=colors(j), label=row)
+            drawn += 1
+        if not drawn:
+            ax.text(0.5, 0.5, "no distilled rows with a twin yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(sizes)
+        ax.set_xticklabels([str(n) for n in sizes])
+        ax.set_xlim(min(sizes) / 1.4, max(sizes) * 1.4)
+        ax.set_title(f"{set_name} ({metric})")
+        ax.set_xlabel("labeled texts")
+        ax.set_ylabel("gain over the twin")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(data):]:
+        ax.axis("off")
+    handles, labels = [], []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)) or 1, fontsize=8)
+    fig.suptitle("Distilled students: gain over their gold-label twin (error bars: paired bootstrap SE)")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+    out = out_dir / "robustness.png"
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    print(f"wrote {out}")
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+def int_list(values: list[str] | None) -> list[int]:
+    out: list[int] = []
+    for v in values or []:
+        out += [int(x) for x in str(v).split(",") if x.strip()]
+    return list(dict.fromkeys(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", choices=sorted(SETS), help="the data set to run")
+    parser.add_argument("--n-labeled", action="append", help="labeled-set size(s): repeatable and/or comma-separated")
+    parser.add_argument("--n-unlabeled", type=int, default=4000, help="transfer texts (default: %(default)s)")
+    parser.add_argument("--seed", action="append", help="seed(s), repeatable and/or comma-separated (default: 0)")
+    parser.add_argument("--max-test", type=int, default=2000, help="cap on test texts (default: %(default)s)")
+    parser.add_argument("--rows", default="all", help=f"comma-separated subset of {','.join(ROWS)} (default: all)")
+    parser.add_argument("--teacher-params", default="{}", help="JSON of TransformerClassifier parameters")
+    parser.add_argument("--e5", default=None, help="multilingual-e5-small folder (default: $KDTEXT_E5)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="teacher-logit cache (default: %(default)s)")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="JSON / PNG folder (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=None, help="data root (default: $KDTEXT_DATA or ../shared/data)")
+    parser.add_argument("--plot", action="store_true", help="draw robustness.png from every robustness_*.json")
+    parser.add_argument("--table", action="store_true", help="print a markdown table per set from the JSON files")
+    args = parser.parse_args()
+
+    if args.set is None and not (args.plot or args.table):
+        parser.error("pass --set (to run), or --plot / --table (to report)")
+    if args.set is not None:
+        sizes = int_list(args.n_labeled)
+        if not sizes:
+            parser.error("--n-labeled is required with --set")
+        seeds = int_list(args.seed) or [0]
+        rows = ROWS if args.rows == "all" else [r.strip() for r in args.rows.split(",") if r.strip()]
+        unknown = [r for r in rows if r not in ROWS]
+        if unknown:
+            parser.error(f"unknown rows {unknown}; choose from {ROWS}")
+        try:
+            params = json.loads(args.teacher_params)
+            assert isinstance(params, dict)
+        except (ValueError, AssertionError):
+            parser.error(f"--teacher-params must be a JSON object, got {args.teacher_params!r}")
+        root = data_dir(args.data)
+        e5 = resolve_e5(args.e5) if SETS[args.set]["teacher"] == "e5" else None
+        if SETS[args.set]["teacher"] == "e5" and e5 is None and "model" not in params and NEEDS_TEACHER & set(rows):
+            print(f"skipping {args.set}: its teacher needs a multilingual-e5-small folder and none was found (pass "
+                  f"--e5 PATH or set $KDTEXT_E5; build one with `python ../shared/tools/build_multilingual_e5.py "
+                  f"PATH`, see its header). The teacher-free rows run alone with --rows lr_twin,bilstm_twin.",
+                  file=sys.stderr, flush=True)
+            run_set = False
+        else:
+            run_set = True
+        command = "python " + shlex.join(sys.argv)
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        keys = set()
+        for n in sizes if run_set else []:
+            for seed in seeds:
+                try:
+                    done = run_one(args, args.set, n, seed, rows, root, command, e5)
+                except Exception as exc:  # the split itself failed (e.g. n_labeled too large)
+                    log(f"{args.set} n={n} seed={seed}: {type(exc).__name__}: {exc}; nothing recorded")
+                    continue
+                keys |= {row_key(r) for r in done}
+        out_path = args.out_dir / f"robustness_{args.set}.json"
+        if keys:
+            print_run_table(read_results(out_path), keys)
+            print(f"wrote {out_path}")
+    if args.table:
+        markdown_tables(args.out_dir)
+    if args.plot:
+        plot(args.out_dir)
+
+
+if __name__ == "__main__":
+    main()
