@@ -721,8 +721,6 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
                     TrainingInterruptedWarning,
                     stacklevel=4,
                 )
-            if loop["epoch"] and not loop["finished"] and not self.interrupted_:
-                loop["finished"] = True  # e.g. resumed with fewer epochs than done
             if best_state is not None:
                 self.model_.load_state_dict(best_state)
             self.history_ = list(loop["history"])

@@ -27,7 +27,7 @@ from .base import (
     is_soft_target_student,
     seed_from_random_state,
 )
-from .exceptions import NotFittedTeacherError, TrainingInterruptedWarning
+from .exceptions import NotFittedTeacherError, TrainingInterruptedWarning, WeakTeacherWarning
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +232,12 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         Texts per call to the teacher.
     random_state : int, RandomState instance or None, default=None
         Seeds augmentation; passed to nothing else (students have their own).
+    report : bool, default=True
+        After fitting, compare the teacher with a quick baseline on the gold
+        labels of ``y`` and store ``teacher_report_``; warn
+        (:class:`~kdtext.exceptions.WeakTeacherWarning`) when the teacher is
+        no better than TF-IDF + LogisticRegression there. Needs at least 20
+        gold labels and 3 of every class; costs a 3-fold TF-IDF + LR fit.
     verbose : int, default=0
         Progress bars while the teacher labels text.
 
@@ -255,6 +261,13 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         Share of transfer texts on which student and teacher agree.
     history_ : list of dict
         The student's ``history_`` where it has one.
+    teacher_report_ : dict
+        How the teacher did: ``teacher_mean_confidence`` (mean top-class
+        probability on the transfer set), ``fidelity``, ``n_gold``; where
+        ``y`` has gold labels, ``teacher_gold_accuracy`` and
+        ``student_gold_accuracy`` on them (optimistic for the teacher when it
+        was trained on them) and, with ``report=True``,
+        ``baseline_cv_accuracy`` of a quick TF-IDF + LogisticRegression.
     interrupted_ : bool
         Whether the student's training was stopped by ``KeyboardInterrupt``
         after at least one epoch (its best weights so far were kept). Earlier
@@ -291,6 +304,7 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "chunk_size": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
+        "report": ["boolean"],
         "verbose": ["verbose"],
     }
 
@@ -311,6 +325,7 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         memory: Any = None,
         chunk_size: int = 8192,
         random_state: Any = None,
+        report: bool = True,
         verbose: int = 0,
     ):
         self.teacher = teacher
@@ -327,6 +342,7 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         self.memory = memory
         self.chunk_size = chunk_size
         self.random_state = random_state
+        self.report = report
         self.verbose = verbose
 
     def __sklearn_clone__(self):
@@ -582,6 +598,7 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
 
         pred = _student_indices(fitted, target, classes, distinct)
         fidelity = float(np.mean(pred == np.argmax(logits, axis=1)))
+        report = self._teacher_report(teacher, distinct, np.asarray(logits), gold, classes, pred, fidelity)
 
         # success: assign the new state
         self.teacher_ = teacher
@@ -592,12 +609,55 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         self.n_teacher_calls_ = n_calls
         self.student_ = fitted
         self.fidelity_ = fidelity
+        self.teacher_report_ = report
         self.interrupted_ = interrupted
         if hasattr(fitted, "history_"):
             self.history_ = fitted.history_
         elif hasattr(self, "history_"):  # a refit with a student that keeps none: no stale history
             del self.history_
         return self
+
+    def _teacher_report(self, teacher, texts, logits, gold, classes, student_pred, fidelity) -> dict:
+        """How the teacher did: confidence, agreement with the gold labels, against a quick baseline."""
+        proba = _softmax(logits)
+        report = {
+            "n_transfer": len(texts),
+            "teacher_mean_confidence": float(proba.max(axis=1).mean()),
+            "fidelity": fidelity,
+            "n_gold": int((gold >= 0).sum()),
+        }
+        labeled = np.flatnonzero(gold >= 0)
+        if not self.report or len(labeled) == 0:
+            return report
+        g = gold[labeled]
+        report["teacher_gold_accuracy"] = float(np.mean(np.argmax(logits[labeled], axis=1) == g))
+        report["student_gold_accuracy"] = float(np.mean(student_pred[labeled] == g))
+        counts = np.bincount(g)
+        if len(labeled) < 20 or len(np.unique(g)) < 2 or counts[counts > 0].min() < 3:
+            return report
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import cross_val_predict
+        from sklearn.pipeline import make_pipeline
+
+        baseline = make_pipeline(TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1),
+                                 LogisticRegression(C=10.0, max_iter=1000))
+        gold_texts = [texts[i] for i in labeled]
+        pred = cross_val_predict(baseline, gold_texts, g, cv=3)
+        report["baseline_cv_accuracy"] = float(np.mean(pred == g))
+        report["baseline"] = "TF-IDF (1-2 grams) + LogisticRegression(C=10), 3-fold cross-validated on the gold labels"
+        if report["teacher_gold_accuracy"] <= report["baseline_cv_accuracy"]:
+            warnings.warn(
+                f"The teacher {type(teacher).__name__} agrees with {report['teacher_gold_accuracy']:.1%} of the "
+                f"{len(labeled)} gold labels, no better than a quick TF-IDF + LogisticRegression cross-validated "
+                f"on them ({report['baseline_cv_accuracy']:.1%}), although the teacher has probably seen them in "
+                f"training; its mean confidence is {report['teacher_mean_confidence']:.2f}. The student can only be as "
+                "good as its teacher: train the teacher longer (epochs='auto'), with pooling='mean' for sentence "
+                "encoders, or use a stronger model. See teacher_report_.",
+                WeakTeacherWarning,
+                stacklevel=3,
+            )
+        return report
 
     def _fit_student(self, student, route, texts, logits, gold, classes):
         if route == "soft":

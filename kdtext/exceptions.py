@@ -6,7 +6,8 @@ They subclass scikit-learn's and Python's own, so ``except NotFittedError`` or
 
 from sklearn.exceptions import NotFittedError
 
-__all__ = ["KdtextError", "ModelNotFoundError", "NotFittedTeacherError", "TrainingInterruptedWarning"]
+__all__ = ["KdtextError", "ModelNotFoundError", "NotFittedTeacherError", "TrainingInterruptedWarning",
+           "WeakTeacherWarning"]
 
 
 class KdtextError(Exception):
@@ -23,3 +24,7 @@ class NotFittedTeacherError(KdtextError, NotFittedError):
 
 class TrainingInterruptedWarning(UserWarning):
     """Training was interrupted (``KeyboardInterrupt``); the best weights so far were kept."""
+
+
+class WeakTeacherWarning(UserWarning):
+    """The teacher scored no better on the gold labels than a quick TF-IDF + LogisticRegression."""

@@ -534,7 +534,8 @@ class DistillationClassifierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimato
                 _, n_calls = primer._label(teacher, distinct, len(classes))
                 logger.info("teacher labeled %d of %d distinct texts in %.1fs", n_calls, len(distinct),
                             time.perf_counter() - t0)
-            estimators = [None if _TWIN in p else clone(base_kd).set_params(**p) for p in names]
+            # the teacher report (a TF-IDF + LR cross-validation) is for the final refit, not every fold
+            estimators = [None if _TWIN in p else clone(base_kd).set_params(**{"report": False, **p}) for p in names]
             tasks = [
                 delayed(_fit_and_score)(self.student, fold["gold_X"], fold["gold_y"], fold["test_X"], fold["test_y"],
                                         scorer, True)
@@ -573,7 +574,9 @@ class DistillationClassifierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimato
                 if estimators[best_index] is None:
                     best_estimator = _fit_twin(self.student, [texts[i] for i in labeled], classes[y_idx[labeled]])
                 else:
-                    best_estimator = clone(estimators[best_index]).fit(texts, y_arr)
+                    best_estimator = clone(estimators[best_index])
+                    best_estimator.set_params(report=names[best_index].get("report", base_kd.report))
+                    best_estimator.fit(texts, y_arr)
                     n_calls += int(best_estimator.n_teacher_calls_)
                     if self.memory is None:  # its cache folder is about to go: do not point at it
                         best_estimator.set_params(memory=None)

@@ -192,12 +192,12 @@ def test_hard_route_uses_teacher_labels_weighted_by_confidence(teacher, data, mo
         return real_fit(self, X_, y_, sample_weight=sample_weight)
 
     monkeypatch.setattr(LogisticRegression, "fit", spy)
-    DistillationClassifier(teacher, tfidf_lr(), alpha=0.0).fit(X, y)
+    DistillationClassifier(teacher, tfidf_lr(), alpha=0.0, report=False).fit(X, y)
     proba = teacher.predict_proba(list(dict.fromkeys(X)))
     np.testing.assert_array_equal(captured["y"], teacher.classes_[proba.argmax(1)])
     np.testing.assert_allclose(captured["w"], proba.max(1), rtol=1e-5)
     # alpha > 0: gold rows added with weight alpha, teacher rows of labeled texts weighted 1 - alpha
-    DistillationClassifier(teacher, tfidf_lr(), alpha=0.25).fit(X, y)
+    DistillationClassifier(teacher, tfidf_lr(), alpha=0.25, report=False).fit(X, y)
     n_labeled = int((y != -1).sum())
     assert len(captured["y"]) == len(set(X)) + n_labeled
     np.testing.assert_allclose(captured["w"][-n_labeled:], 0.25)

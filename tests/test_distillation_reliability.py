@@ -265,3 +265,39 @@ def test_pickled_teacher_copy_hits_the_cache(tmp_path):
     copy = pickle.loads(pickle.dumps(teacher))  # what a joblib worker receives
     again = DistillationClassifier(copy, make_pipeline(TfidfVectorizer(), Ridge()), memory=tmp_path).fit(X)
     assert again.n_teacher_calls_ == 0
+
+
+class _ShuffledTeacher(ClassifierMixin, BaseEstimator):
+    """A fitted teacher that learnt shuffled labels: useless."""
+
+    def fit(self, X, y):
+        rng = np.random.default_rng(0)
+        self.inner_ = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(X, rng.permutation(y))
+        self.classes_ = self.inner_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.inner_.predict_proba(X)
+
+    def predict(self, X):
+        return self.inner_.predict(X)
+
+
+def test_teacher_report_warns_about_a_weak_teacher():
+    from kdtext.exceptions import WeakTeacherWarning
+
+    X, y = make_toy_texts(90, seed=6)
+    weak = _ShuffledTeacher().fit(X, y)
+    with pytest.warns(WeakTeacherWarning, match="no better than a quick TF-IDF"):
+        kd = DistillationClassifier(weak, make_pipeline(TfidfVectorizer(), Ridge())).fit(X, y)
+    r = kd.teacher_report_
+    assert r["n_gold"] == 90 and r["teacher_gold_accuracy"] <= r["baseline_cv_accuracy"]
+    assert 0.5 <= r["teacher_mean_confidence"] <= 1.0 and r["fidelity"] == kd.fidelity_
+
+    good = _lr_teacher(seed=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WeakTeacherWarning)
+        kd = DistillationClassifier(good, make_pipeline(TfidfVectorizer(), Ridge())).fit(X, y)
+    assert kd.teacher_report_["teacher_gold_accuracy"] > 0.9
+    no_gold = DistillationClassifier(weak, make_pipeline(TfidfVectorizer(), Ridge())).fit(X)
+    assert no_gold.teacher_report_["n_gold"] == 0 and "baseline_cv_accuracy" not in no_gold.teacher_report_
