@@ -85,6 +85,10 @@ def bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Gen
     return batches
 
 
+class _RestartFit(Exception):
+    """Internal: a checkpoint matched but could not be restored; it was set aside and the fit starts anew."""
+
+
 class _TokenStore:
     """Token id sequences of many texts in one int32 buffer (``store[i]`` is a view).
 
@@ -122,17 +126,17 @@ class _Checkpoint:
     def load(self) -> dict | None:
         import torch
 
+        for stale in self.folder.glob(".checkpoint-*.tmp"):  # left by a process killed while writing
+            with contextlib.suppress(OSError):
+                stale.unlink()
         if not self.file.is_file():
             return None
         try:
             state = torch.load(self.file, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a damaged file: say so, start afresh
-            warnings.warn(
-                f"The checkpoint {self.file} cannot be read ({type(exc).__name__}: {exc}); training starts "
-                "from scratch and overwrites it.",
-                UserWarning,
-                stacklevel=5,
-            )
+            if not isinstance(state, dict) or state.get("format") != 1:
+                raise ValueError("not a kdtext checkpoint of format 1")
+        except Exception as exc:  # unreadable: keep it aside (never overwrite hours of work), start afresh
+            self.set_aside(f"{type(exc).__name__}: {exc}")
             return None
         if state.get("fingerprint") != self.fingerprint:
             warnings.warn(
@@ -144,6 +148,18 @@ class _Checkpoint:
             )
             return None
         return state
+
+    def set_aside(self, reason: str) -> None:
+        """Rename an unusable checkpoint to ``*.unreadable-<time>`` and say so."""
+        aside = self.file.with_name(f"{self.file.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        with contextlib.suppress(OSError):
+            os.replace(self.file, aside)
+        warnings.warn(
+            f"The checkpoint {self.file} cannot be used ({reason}); it was kept as {aside.name} and training "
+            "starts from scratch.",
+            UserWarning,
+            stacklevel=6,
+        )
 
     def save(self, state: dict) -> None:
         import torch
@@ -266,6 +282,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         """
         self._validate_params()
         texts, _, classes, y_idx = check_texts_and_labels(X, y)
+        self._check_class_weight(classes)
         self._fit_impl(texts, classes, y_idx, None, loss="ce", temperature=1.0, alpha=1.0)
         return self
 
@@ -329,6 +346,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         from .losses import _check_alpha, _check_temperature
 
         temperature, alpha = _check_temperature(temperature), _check_alpha(alpha)  # before any training starts
+        self._check_class_weight(classes)
         self._fit_impl(texts, classes, y_idx, logits, loss=loss, temperature=temperature, alpha=alpha)
         return self
 
@@ -533,12 +551,19 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         bit. The price is that old and new model are both in memory while a
         refit runs.
         """
-        work = object.__new__(type(self))
-        # parameters (and whatever else is not fitted state, e.g. scikit-learn's callback context)
-        # are shared; the new fitted state is built from scratch on ``work``
-        work.__dict__.update({k: v for k, v in vars(self).items() if not self._is_fitted_attribute(k)})
-        work._train(encodable_texts(texts), np.asarray(classes), y_idx, teacher_logits,
-                    loss=loss, temperature=temperature, alpha=alpha)
+        texts = encodable_texts(texts)
+        for attempt in range(2):  # a second attempt only after an unusable checkpoint was set aside
+            work = object.__new__(type(self))
+            # parameters (and whatever else is not fitted state, e.g. scikit-learn's callback context)
+            # are shared; the new fitted state is built from scratch on ``work``
+            work.__dict__.update({k: v for k, v in vars(self).items() if not self._is_fitted_attribute(k)})
+            try:
+                work._train(texts, np.asarray(classes), y_idx, teacher_logits,
+                            loss=loss, temperature=temperature, alpha=alpha)
+                break
+            except _RestartFit:
+                if attempt:
+                    raise RuntimeError("the checkpoint could not be set aside; pass another checkpoint_dir") from None
         for k in [k for k in vars(self) if self._is_fitted_attribute(k)]:
             delattr(self, k)
         vars(self).update({k: v for k, v in vars(work).items() if self._is_fitted_attribute(k)})
@@ -562,16 +587,22 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
             checkpoint = _Checkpoint(self.checkpoint_dir, self._fit_fingerprint(texts, classes, y_idx, teacher_logits,
                                                                                loss, temperature, alpha))
             resumed = checkpoint.load()
-        seed = resumed["seed"] if resumed is not None else seed_from_random_state(self.random_state)
+            if resumed is not None and self.random_state is None and resumed["loop"].get("finished"):
+                # a finished fit with a fresh seed each time: a new fit, not a replay of the old one
+                logger.info("%s: %s holds a finished fit and random_state=None; training anew",
+                            type(self).__name__, checkpoint.file)
+                resumed = None
+        drawn = seed_from_random_state(self.random_state)  # drawn in any case: a RandomState advances alike
+        seed = resumed["seed"] if resumed is not None else drawn
         rng = np.random.default_rng(seed)
         self.classes_ = np.asarray(classes)
         n_classes = len(self.classes_)
         train_idx, val_idx = self._split_validation(len(texts), y_idx, rng)
 
         with isolated_torch_rng(seed):
-            self._init_model([texts[i] for i in train_idx], n_classes)
-            if resumed is not None:
+            if resumed is not None:  # e.g. the learnt vocabulary, so the model is built for it
                 self._restore_checkpoint_extra(resumed["extra"])
+            self._init_model([texts[i] for i in train_idx], n_classes)
             self.model_.to(self.device_)
             seqs = self._encode_store(texts)
             lengths = seqs.lengths
@@ -621,17 +652,22 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
                     "no_improve": 0, "epoch": 0, "finished": False}
             best_state = None
             if resumed is not None:
-                self.model_.load_state_dict(resumed["model"])
-                optimizer.load_state_dict(resumed["optimizer"])
-                scheduler.load_state_dict(resumed["scheduler"])
-                if scaler is not None and resumed.get("scaler"):
-                    scaler.load_state_dict(resumed["scaler"])
-                rng.bit_generator.state = resumed["numpy_rng"]
-                torch.set_rng_state(resumed["torch_rng"])
-                if self.device_.type == "cuda" and resumed.get("cuda_rng"):
-                    torch.cuda.set_rng_state_all(resumed["cuda_rng"])
-                loop.update(resumed["loop"])
-                best_state = resumed["best_state"]
+                try:
+                    self.model_.load_state_dict(resumed["model"])
+                    optimizer.load_state_dict(resumed["optimizer"])
+                    scheduler.load_state_dict(resumed["scheduler"])
+                    if scaler is not None and resumed.get("scaler"):
+                        scaler.load_state_dict(resumed["scaler"])
+                    rng.bit_generator.state = resumed["numpy_rng"]
+                    torch.set_rng_state(resumed["torch_rng"])
+                    if self.device_.type == "cuda" and resumed.get("cuda_rng"):
+                        torch.cuda.set_rng_state_all(resumed["cuda_rng"])
+                    loop.update(resumed["loop"])
+                    best_state = resumed["best_state"]
+                except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+                    # matched the fingerprint but does not fit this model: unusable, start afresh
+                    checkpoint.set_aside(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                    raise _RestartFit from None
                 logger.info("%s: resumed from %s after epoch %d", type(self).__name__, checkpoint.file, loop["epoch"])
 
             def save_checkpoint():
@@ -646,7 +682,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
                     "extra": self._checkpoint_extra(),
                 })
 
-            self.history_ = loop["history"]  # filled live, so a monitor can read it during training
+            self.history_ = loop["history"]  # filled live on the estimator being trained (a copy until success)
             self.interrupted_ = False
             try:
                 for epoch in range(loop["epoch"] + 1, n_epochs + 1):
@@ -741,6 +777,21 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         wanted = math.ceil(self._AUTO_STEPS / max(1, steps_per_epoch))
         return int(min(self._AUTO_MAX_EPOCHS, max(self._AUTO_MIN_EPOCHS, wanted)))
 
+    def _check_class_weight(self, classes: np.ndarray) -> None:
+        """A ``class_weight`` dict must name known classes with positive weights (checked before training)."""
+        cw = self.class_weight
+        if not isinstance(cw, dict):
+            return
+        known = set(np.asarray(classes).tolist())
+        unknown = [k for k in cw if k not in known]
+        if unknown:
+            raise ValueError(
+                f"class_weight names classes {unknown[:5]} that are not among the labels {sorted(known, key=str)[:10]}."
+            )
+        w = np.array([cw[k] for k in cw], dtype=np.float64) if cw else np.ones(1)
+        if not np.isfinite(w).all() or (w <= 0).any():
+            raise ValueError(f"class_weight values must be positive and finite, got {cw!r}.")
+
     def _class_weights(self, y_idx: np.ndarray, n_classes: int) -> np.ndarray | None:
         """Per-class weights of the hard-label loss, from ``class_weight`` and the labeled texts."""
         cw = self.class_weight
@@ -755,15 +806,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
             with np.errstate(divide="ignore"):
                 w = np.where(counts > 0, len(labeled) / (n_classes * np.maximum(counts, 1)), 1.0)
             return w
-        unknown = [k for k in cw if k not in set(self.classes_.tolist())]
-        if unknown:
-            raise ValueError(
-                f"class_weight names classes {unknown[:5]} that are not among the labels {self.classes_.tolist()[:10]}."
-            )
-        w = np.array([float(cw.get(c, 1.0)) for c in self.classes_.tolist()])
-        if not np.isfinite(w).all() or (w <= 0).any():
-            raise ValueError(f"class_weight values must be positive and finite, got {cw!r}.")
-        return w
+        self._check_class_weight(self.classes_)
+        return np.array([float(cw.get(c, 1.0)) for c in self.classes_.tolist()])
 
     # ------------------------------------------------------------ checkpoints
     def _fit_fingerprint(self, texts, classes, y_idx, teacher_logits, loss, temperature, alpha) -> str:
@@ -774,8 +818,9 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
 
         h = hashlib.blake2b(digest_size=16)
         for t in texts:
-            h.update(t.encode("utf-8", "surrogatepass"))
-            h.update(b"\x00")
+            b = t.encode("utf-8", "surrogatepass")
+            h.update(len(b).to_bytes(8, "little"))
+            h.update(b)
         ignored = {"verbose", "checkpoint_dir", "predict_batch_size", "device"}
         params = {k: v for k, v in self.get_params(deep=False).items() if k not in ignored}
         if self.random_state is None:
@@ -887,6 +932,12 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         for attr in self._torch_attributes:
             if isinstance(state.get(attr), _TorchBlob):
                 state[attr] = state[attr].load(map_location=state.get("device_", "cpu"))
+        # parameters added since the estimator was pickled get their defaults (same behaviour as then)
+        import inspect
+
+        for name, param in inspect.signature(type(self).__init__).parameters.items():
+            if name != "self" and param.default is not inspect.Parameter.empty and name not in state:
+                state[name] = param.default
         self.__dict__.update(state)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:

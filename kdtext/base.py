@@ -146,20 +146,17 @@ def encodable_texts(texts: list[str]) -> list[str]:
     >>> encodable_texts(["fine", "broken \\ud800 text"])
     ['fine', 'broken \ufffd text']
     """
-    try:
-        "".join(texts).encode("utf-8")
+    out = None
+    for i, t in enumerate(texts):  # text by text: no copy of the whole corpus
+        if t.isascii() or not _SURROGATE.search(t):
+            continue
+        if out is None:
+            out = list(texts)
+        out[i] = _SURROGATE.sub("\ufffd", t)
+    if out is None:
         return texts
-    except UnicodeEncodeError:
-        pass
-    out = list(texts)
-    changed = 0
-    for i, t in enumerate(out):
-        try:
-            t.encode("utf-8")
-        except UnicodeEncodeError:
-            out[i] = _SURROGATE.sub("\ufffd", t)
-            changed += 1
-    logger.debug("replaced unencodable code points by U+FFFD in %d text(s)", changed)
+    logger.debug("replaced unencodable code points by U+FFFD in %d text(s)",
+                 sum(a is not b for a, b in zip(out, texts)))
     return out
 
 

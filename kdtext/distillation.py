@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DistillationClassifier", "teacher_logits"]
 
+#: At most this many gold labels go into the teacher report's TF-IDF + LR baseline.
+_REPORT_MAX_GOLD = 10_000
+
 #: Teacher outputs above this size (bytes) are kept in a memory-mapped file.
 MEMMAP_THRESHOLD = 256 * 2**20
 
@@ -237,7 +240,9 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         labels of ``y`` and store ``teacher_report_``; warn
         (:class:`~kdtext.exceptions.WeakTeacherWarning`) when the teacher is
         no better than TF-IDF + LogisticRegression there. Needs at least 20
-        gold labels and 3 of every class; costs a 3-fold TF-IDF + LR fit.
+        gold labels and 3 of every class; costs a 3-fold TF-IDF + LR fit on
+        at most 10,000 of them. A baseline that cannot be fitted (e.g. an
+        empty vocabulary) is noted in the report, never an error.
     verbose : int, default=0
         Progress bars while the teacher labels text.
 
@@ -500,8 +505,10 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
             table = cache.load()
             keys = [_text_key(t) for t in texts]
             hit = np.array([k in table for k in keys], dtype=bool)
-            for i in np.flatnonzero(hit):
-                out[i] = table[keys[i]]
+            hits = np.flatnonzero(hit)
+            if len(hits):
+                out[hits] = np.stack([table[keys[i]] for i in hits])
+                _check_finite_outputs(teacher, out[hits], [texts[i] for i in hits])  # older shards too
             todo = np.flatnonzero(~hit)
             logger.info("teacher cache: %d of %d texts cached", int(hit.sum()), n)
         pbar = None
@@ -576,22 +583,17 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         gold = np.full(len(distinct), -1, dtype=np.int64)
         has_gold = y_idx >= 0
         gold[inverse[has_gold]] = y_idx[has_gold]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings.catch_warnings():
+            # the student's own interrupt warning becomes this estimator's (below), once; others pass live
+            warnings.filterwarnings("ignore", category=TrainingInterruptedWarning)
             fitted = self._fit_student(student, target, distinct, np.asarray(logits), gold, classes)
-        interrupted, message = False, None
-        for w in caught:  # the student's own interrupt warning becomes this estimator's, once
-            if issubclass(w.category, TrainingInterruptedWarning):
-                interrupted = True
-                message = str(w.message)
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
-        interrupted = interrupted or bool(getattr(fitted, "interrupted_", False))
+        interrupted = bool(getattr(fitted, "interrupted_", False))
         if interrupted:
             warnings.warn(
-                f"DistillationClassifier: the student's training was interrupted and kept its best weights so far "
-                f"({message or 'see student_.history_'}). Fit again to train it "
-                "fully (with the student's checkpoint_dir to resume).",
+                "DistillationClassifier: the student's training was interrupted after "
+                f"{getattr(fitted, 'n_iter_', '?')} epoch(s) and kept its best weights so far (epoch "
+                f"{getattr(fitted, 'best_epoch_', '?')}). Fit again to train it fully (with the student's "
+                "checkpoint_dir to resume).",
                 TrainingInterruptedWarning,
                 stacklevel=2,
             )
@@ -619,10 +621,10 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
 
     def _teacher_report(self, teacher, texts, logits, gold, classes, student_pred, fidelity) -> dict:
         """How the teacher did: confidence, agreement with the gold labels, against a quick baseline."""
-        proba = _softmax(logits)
+        top = np.concatenate([_softmax(logits[i : i + 65536]).max(axis=1) for i in range(0, len(logits), 65536)])
         report = {
             "n_transfer": len(texts),
-            "teacher_mean_confidence": float(proba.max(axis=1).mean()),
+            "teacher_mean_confidence": float(top.mean()),
             "fidelity": fidelity,
             "n_gold": int((gold >= 0).sum()),
         }
@@ -640,15 +642,24 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         from sklearn.model_selection import cross_val_predict
         from sklearn.pipeline import make_pipeline
 
+        if len(labeled) > _REPORT_MAX_GOLD:  # a fixed random subset keeps the check to seconds
+            keep = np.sort(np.random.default_rng(0).choice(len(labeled), _REPORT_MAX_GOLD, replace=False))
+            labeled, g = labeled[keep], g[keep]
+            report["teacher_gold_accuracy_subset"] = float(np.mean(np.argmax(logits[labeled], axis=1) == g))
         baseline = make_pipeline(TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1),
                                  LogisticRegression(C=10.0, max_iter=1000))
         gold_texts = [texts[i] for i in labeled]
-        pred = cross_val_predict(baseline, gold_texts, g, cv=3)
+        try:
+            pred = cross_val_predict(baseline, gold_texts, g, cv=3)
+        except ValueError as exc:  # e.g. an empty vocabulary (emoji-only texts): no baseline, never a failed fit
+            report["baseline_error"] = f"{type(exc).__name__}: {exc}"
+            return report
         report["baseline_cv_accuracy"] = float(np.mean(pred == g))
+        teacher_acc = report.get("teacher_gold_accuracy_subset", report["teacher_gold_accuracy"])
         report["baseline"] = "TF-IDF (1-2 grams) + LogisticRegression(C=10), 3-fold cross-validated on the gold labels"
-        if report["teacher_gold_accuracy"] <= report["baseline_cv_accuracy"]:
+        if teacher_acc <= report["baseline_cv_accuracy"]:
             warnings.warn(
-                f"The teacher {type(teacher).__name__} agrees with {report['teacher_gold_accuracy']:.1%} of the "
+                f"The teacher {type(teacher).__name__} agrees with {teacher_acc:.1%} of the "
                 f"{len(labeled)} gold labels, no better than a quick TF-IDF + LogisticRegression cross-validated "
                 f"on them ({report['baseline_cv_accuracy']:.1%}), although the teacher has probably seen them in "
                 f"training; its mean confidence is {report['teacher_mean_confidence']:.2f}. The student can only be as "

@@ -227,12 +227,12 @@ class DistillationClassifierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimato
         ``best_estimator_``. ``predict`` and the other methods need it.
     n_jobs : int or None, default=None
         Candidate-fold fits run in parallel (joblib). The teacher labels every
-        text before they start, but each worker process receives a copy of
-        the teacher and finds its outputs by the copy's fingerprint: a copy
-        whose fingerprint differs from the original's (a fitted
-        LogisticRegression's does) labels texts again. ``n_jobs=None`` or a
-        threading backend (``joblib.parallel_config(backend="threading")``)
-        keeps the teacher to one pass and copies nothing.
+        text before they start; worker processes receive copies of the
+        teacher, whose fingerprint (:func:`kdtext.distillation.teacher_fingerprint`)
+        equals the original's, so they read its outputs from the cache. Each
+        copy costs memory: with a large transformer teacher prefer
+        ``n_jobs=None`` or a threading backend
+        (``joblib.parallel_config(backend="threading")``), which copy nothing.
     random_state : int, RandomState instance or None, default=None
         Shuffles the folds and seeds the candidates' augmentation.
     verbose : int, default=0
@@ -706,5 +706,6 @@ def _cv_results(names, scores, fit_times, score_times, n_splits) -> dict[str, An
     means = scores.mean(axis=1)
     results["mean_test_score"] = means
     results["std_test_score"] = scores.std(axis=1)
-    results["rank_test_score"] = rankdata(-means, method="min").astype(np.int32)
+    # a candidate whose score is NaN (a failed metric) ranks last, as in GridSearchCV
+    results["rank_test_score"] = rankdata(-np.where(np.isnan(means), -np.inf, means), method="min").astype(np.int32)
     return results

@@ -297,8 +297,10 @@ class BiLSTMClassifier(NeuralTextClassifier):
         Texts are truncated to this many tokens.
     batch_size : int, default=32
         Training batch size.
-    epochs : int, default=10
-        Maximum number of passes over the training texts.
+    epochs : int or "auto", default=10
+        Maximum number of passes over the training texts. ``"auto"``: as
+        many as make about 600 optimizer steps, at least 3 and at most 30;
+        early stopping (``n_iter_no_change``) still ends training sooner.
     learning_rate : float, default=2e-3
         Peak AdamW learning rate (linear decay to zero).
     weight_decay : float, default=0.01
@@ -464,7 +466,10 @@ class BiLSTMClassifier(NeuralTextClassifier):
 
     # ---------------------------------------------------------------- hooks
     def _init_model(self, texts, n_classes):
-        if isinstance(self.tokenizer, str):
+        resumed = self.__dict__.pop("_resumed_tokenizer", None)
+        if resumed is not None:  # resuming from a checkpoint: its vocabulary, not a newly learnt one
+            self.tokenizer_ = resumed
+        elif isinstance(self.tokenizer, str):
             if self.embeddings is not None:
                 raise ValueError(
                     "embeddings were given with tokenizer={!r}, which learns a new vocabulary in fit, so "
@@ -520,7 +525,8 @@ class BiLSTMClassifier(NeuralTextClassifier):
         return {"tokenizer": self.tokenizer_.to_str()}
 
     def _restore_checkpoint_extra(self, extra: dict) -> None:
-        self.tokenizer_ = Tokenizer.from_str(extra["tokenizer"])
+        # used by _init_model instead of learning the vocabulary again
+        self._resumed_tokenizer = Tokenizer.from_str(extra["tokenizer"])
 
     def _encode(self, texts):
         if not texts:

@@ -77,9 +77,18 @@ def _looks_like_path(name: str) -> bool:
         or "\\" in name
         or name.count("/") > 1
         or name.endswith("/")
-        # "models/bert" where ./models exists is a mistyped folder, not a hub id
-        or ("/" in name and os.path.isdir(first))
+        # "models/bert" where ./models is a folder of model folders: a mistyped path, not a hub id
+        or ("/" in name and _holds_model_folders(first))
     )
+
+
+def _holds_model_folders(folder: str) -> bool:
+    try:
+        return os.path.isdir(folder) and any(
+            os.path.isfile(os.path.join(folder, d, "config.json")) for d in os.listdir(folder)
+        )
+    except OSError:
+        return False
 
 
 def resolve_model_path(model: str | os.PathLike | None) -> str:
@@ -164,8 +173,16 @@ def load_tokenizer_and_model(path: str, model_class: Any, *, verbose: int = 0, w
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
             part = "model"
             model = model_class.from_pretrained(path, trust_remote_code=False, **kwargs)
+    except ImportError:
+        raise  # a missing package (sentencepiece, protobuf, ...): its own message says which
     except Exception as exc:
         detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        damaged = isinstance(exc, (OSError, ValueError, EOFError)) or "safetensor" in type(exc).__name__.lower()
+        if local and not damaged:
+            raise ModelNotFoundError(
+                f"Could not load the {part} of the {what} folder {path} ({detail}). If the model type is newer "
+                "than the installed transformers, upgrade it."
+            ) from exc
         if local:
             files = _TOKENIZER_FILES + ("tokenizer_config.json",) if part == "tokenizer" else _WEIGHT_FILES + ("config.json",)
             present = [f for f in files if (Path(path) / f).is_file()]

@@ -301,3 +301,26 @@ def test_teacher_report_warns_about_a_weak_teacher():
     assert kd.teacher_report_["teacher_gold_accuracy"] > 0.9
     no_gold = DistillationClassifier(weak, make_pipeline(TfidfVectorizer(), Ridge())).fit(X)
     assert no_gold.teacher_report_["n_gold"] == 0 and "baseline_cv_accuracy" not in no_gold.teacher_report_
+
+
+def test_teacher_report_never_fails_the_fit():
+    """A baseline that cannot be fitted (texts without any word: an empty vocabulary) is noted, not raised."""
+    X = ["\U0001F600" * k for k in range(1, 21)] + ["?" * k for k in range(1, 21)]
+    y = np.array([1] * 20 + [0] * 20)
+    teacher = make_pipeline(TfidfVectorizer(analyzer="char"), LogisticRegression()).fit(X, y)
+    kd = DistillationClassifier(teacher, make_pipeline(TfidfVectorizer(analyzer="char"), Ridge())).fit(X, y)
+    assert "empty vocabulary" in kd.teacher_report_["baseline_error"]
+
+
+def test_hub_ids_are_not_taken_for_paths(tmp_path, monkeypatch):
+    """A folder named like a hub organisation is not a model store: the hub id stays a hub id."""
+    from kdtext.exceptions import ModelNotFoundError
+    from kdtext.teachers import resolve_model_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sentence-transformers").mkdir()
+    assert resolve_model_path("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+    (tmp_path / "models" / "bert-a").mkdir(parents=True)
+    (tmp_path / "models" / "bert-a" / "config.json").write_text("{}")
+    with pytest.raises(ModelNotFoundError, match="not a folder that exists"):
+        resolve_model_path("models/bert-b")  # ./models holds model folders: a mistyped path, fails at once

@@ -286,10 +286,33 @@ def test_checkpoint_of_another_fit_is_not_resumed(tmp_path):
     assert other.n_iter_ == 2 and other.model_.lstm.hidden_size == 8
 
 
-def test_damaged_checkpoint_starts_afresh(tmp_path):
+def test_damaged_checkpoint_is_set_aside_not_overwritten(tmp_path):
     X, y = make_toy_texts(40, seed=0)
     (tmp_path / "kdtext_checkpoint.pt").write_bytes(b"not a checkpoint")
-    with pytest.warns(UserWarning, match="cannot be read"):
+    (tmp_path / ".checkpoint-dead.tmp").write_bytes(b"left by kill -9 while writing")
+    with pytest.warns(UserWarning, match="cannot be used"):
         clf = _bilstm(epochs=2, checkpoint_dir=tmp_path).fit(X, y)
     assert clf.n_iter_ == 2
     assert os.path.getsize(tmp_path / "kdtext_checkpoint.pt") > 100
+    (aside,) = list(tmp_path.glob("kdtext_checkpoint.pt.unreadable-*"))
+    assert aside.read_bytes() == b"not a checkpoint"  # kept for the user, not overwritten
+    assert not list(tmp_path.glob(".checkpoint-*.tmp"))
+
+
+def test_finished_checkpoint_with_random_state_none_is_not_replayed(tmp_path):
+    X, y = make_toy_texts(40, seed=0)
+    a = _bilstm(epochs=2, random_state=None, checkpoint_dir=tmp_path).fit(X, y)
+    b = _bilstm(epochs=2, random_state=None, checkpoint_dir=tmp_path).fit(X, y)
+    assert not all(np.array_equal(v, b.model_.state_dict()[k]) for k, v in a.model_.state_dict().items())
+
+
+def test_estimators_pickled_before_new_parameters_still_predict(fitted):
+    import pickle
+
+    state = fitted.__getstate__()
+    for name in ("checkpoint_dir", "class_weight", "pooling", "head_learning_rate"):
+        state.pop(name, None)  # as pickled by kdtext before these parameters existed
+    old = object.__new__(type(fitted))
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert old.checkpoint_dir is None and old.class_weight is None
+    assert np.array_equal(old.predict_proba(PROBE), fitted.predict_proba(PROBE))
