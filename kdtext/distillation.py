@@ -165,7 +165,23 @@ def _student_gives(kind: str):
     return check
 
 
-class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+class _SharesTeacherMixin:
+    """Clone keeps the fitted teacher object; text input tags. For the distillers."""
+
+    def __sklearn_clone__(self):
+        # The teacher is fitted and possibly huge: a clone shares it, never
+        # refits or copies it (as sklearn.frozen.FrozenEstimator does).
+        params = {k: clone(v, safe=False) for k, v in self.get_params(deep=False).items() if k != "teacher"}
+        return type(self)(self.teacher, **params)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+
+class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Distil a fitted teacher into any student, on labeled and unlabeled text.
 
     The teacher (any fitted classifier with ``predict_proba`` or
@@ -349,18 +365,6 @@ class DistillationClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator)
         self.random_state = random_state
         self.report = report
         self.verbose = verbose
-
-    def __sklearn_clone__(self):
-        # The teacher is fitted and possibly huge: a clone shares it, never
-        # refits or copies it (as sklearn.frozen.FrozenEstimator does).
-        params = {k: clone(v, safe=False) for k, v in self.get_params(deep=False).items() if k != "teacher"}
-        return type(self)(self.teacher, **params)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
-        return tags
 
     # ------------------------------------------------------------ checks
     def _check_teacher(self):

@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .base import check_sample_weight, check_score_labels, check_texts, is_soft_target_student
-from .distillation import DistillationClassifier, _sample_weight_key
+from .distillation import DistillationClassifier, _SharesTeacherMixin, _sample_weight_key
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _best_has(attr: str):
     return check
 
 
-class DistillationClassifierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+class DistillationClassifierCV(_SharesTeacherMixin, MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Distillation with its settings chosen by cross-validation on gold labels.
 
     As :class:`~sklearn.linear_model.LogisticRegressionCV` is to
@@ -348,17 +348,6 @@ class DistillationClassifierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimato
         self.random_state = random_state
         self.verbose = verbose
         self.distiller_params = distiller_params
-
-    def __sklearn_clone__(self):
-        # as DistillationClassifier: a clone shares the fitted teacher, never refits or copies it
-        params = {k: clone(v, safe=False) for k, v in self.get_params(deep=False).items() if k != "teacher"}
-        return type(self)(self.teacher, **params)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
-        return tags
 
     # ------------------------------------------------------------ set-up
     def _distiller(self, memory: Any, random_state: Any) -> DistillationClassifier:

@@ -346,8 +346,11 @@ class TransformerClassifier(NeuralTextClassifier):
         same folder (after a crash, ``kill -9`` or Ctrl-C) resumes after the
         last completed epoch and ends with the same weights as an
         uninterrupted run with the same ``random_state`` (bit for bit on the
-        CPU); a finished fit is restored without training. A checkpoint of
-        another fit is overwritten with a warning. None writes nothing.
+        CPU); a finished fit is restored without training (with
+        ``random_state=None`` it trains anew). A checkpoint of another fit
+        is replaced, with a warning; an unreadable one is kept aside as
+        ``*.unreadable-<time>``. None writes nothing. See the Reliability
+        page of the docs.
     random_state : int, RandomState instance or None, default=None
         Seeds head initialisation, dropout, shuffling and the validation split.
         The global torch/numpy RNG state is left untouched.
