@@ -28,6 +28,7 @@ by configuration, n_labeled and seed), so runs add up across sessions::
 
     python benchmarks/teacher_sweep.py --set banking77 --n-labeled 1000
     python benchmarks/teacher_sweep.py --set ru_toxic --n-labeled 1000 --e5 /path/to/e5
+    python benchmarks/teacher_sweep.py --table      # markdown summary over every set (1,000 labeled)
 """
 
 from __future__ import annotations
@@ -127,8 +128,32 @@ def run_config(name: str, cfg_name: str, X_l, y_l, X_t, y_t, args) -> dict[str, 
     }
 
 
+def markdown_table(out_dir: Path, n_labeled: int = 1000) -> str:
+    """One row per data set, one column per configuration, from every teacher_sweep_*.json."""
+    lines = ["| set (metric) | " + " | ".join(CONFIGS) + " |", "|---" * (len(CONFIGS) + 1) + "|"]
+    for name in SETS:
+        f = out_dir / f"teacher_sweep_{name}.json"
+        if not f.is_file():
+            continue
+        rows = {r["config"]: r for r in json.loads(f.read_text())["rows"] if r.get("n_labeled") == n_labeled and "score" in r}
+        best = max((r["score"] for r in rows.values()), default=None)
+        cells = []
+        for c in CONFIGS:
+            r = rows.get(c)
+            cells.append("" if r is None else (f"**{r['score']:.3f}**" if r["score"] == best else f"{r['score']:.3f}")
+                         + ("" if r is None else f" ± {r['stderr']:.3f}"))
+        lines.append(f"| {name} ({METRIC[name]}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--table" in argv:  # print the summary over every set and stop
+        out_dir = Path(argv[argv.index("--out-dir") + 1]) if "--out-dir" in argv else RESULTS_DIR
+        print(markdown_table(out_dir))
+        return 0
     parser.add_argument("--set", required=True, choices=SETS)
     parser.add_argument("--n-labeled", type=int, default=1000)
     parser.add_argument("--max-test", type=int, default=1000)
