@@ -777,26 +777,32 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         """
         check_is_fitted(self, "student_")
         texts = check_texts(X)
-        if y is None or isinstance(y, (str, bytes)):
-            raise ValueError(
-                f"score needs the true labels y as a list-like with one label per text, got {y!r}. "
-                "Pass them, e.g. kd.score(X_test, y_test)."
-            )
-        y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D with one label per text, got shape {y.shape}.")
-        if len(y) != len(texts):
-            raise ValueError(f"X and y have different lengths: {len(texts)} texts but {len(y)} labels.")
-        sample_weight = check_sample_weight(sample_weight, len(texts))
-        labeled = ~self._unlabeled_mask(y)
-        if not labeled.any():
-            raise ValueError("y holds no labeled texts to score against (all are unlabeled_label).")
+        y, sample_weight, labeled = _check_partly_labeled_scoring(texts, y, sample_weight, self._unlabeled_mask)
         from sklearn.metrics import accuracy_score
 
         sw = None if sample_weight is None else sample_weight[labeled]
         texts = [t for t, keep in zip(texts, labeled) if keep]
         y_true = check_score_labels(y[labeled], len(texts), self.classes_)
         return float(accuracy_score(y_true, self.predict(texts), sample_weight=sw))
+
+
+def _check_partly_labeled_scoring(texts: list[str], y: Any, sample_weight: Any, unlabeled_mask) -> tuple:
+    """``score``'s input checks for the distillers: ``(y, sample_weight, labeled mask)``."""
+    if y is None or isinstance(y, (str, bytes)):
+        raise ValueError(
+            f"score needs the true labels y as a list-like with one label per text, got {y!r}. "
+            "Pass them, e.g. score(X_test, y_test)."
+        )
+    y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D with one label per text, got shape {y.shape}.")
+    if len(y) != len(texts):
+        raise ValueError(f"X and y have different lengths: {len(texts)} texts but {len(y)} labels.")
+    sample_weight = check_sample_weight(sample_weight, len(texts))
+    labeled = ~unlabeled_mask(y)
+    if not labeled.any():
+        raise ValueError("y holds no labeled texts to score against (all are unlabeled_label).")
+    return y, sample_weight, labeled
 
 
 def _student_indices(student, target: str, classes: np.ndarray, texts) -> np.ndarray:

@@ -21,8 +21,13 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .base import check_sample_weight, check_score_labels, check_texts, is_soft_target_student
-from .distillation import DistillationClassifier, _SharesTeacherMixin, _sample_weight_key
+from .base import check_score_labels, check_texts, is_soft_target_student
+from .distillation import (
+    DistillationClassifier,
+    _check_partly_labeled_scoring,
+    _SharesTeacherMixin,
+    _sample_weight_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -646,20 +651,8 @@ class DistillationClassifierCV(_SharesTeacherMixin, MetaEstimatorMixin, Classifi
     def score(self, X, y, sample_weight=None) -> float:
         """``scoring`` (accuracy by default) on the labeled texts of ``(X, y)``; ``unlabeled_label`` entries are ignored."""
         texts = self._texts(X)
-        if y is None or isinstance(y, (str, bytes)):
-            raise ValueError(
-                f"score needs the true labels y as a list-like with one label per text, got {y!r}. "
-                "Pass them, e.g. cv.score(X_test, y_test)."
-            )
-        y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D with one label per text, got shape {y.shape}.")
-        if len(y) != len(texts):
-            raise ValueError(f"X and y have different lengths: {len(texts)} texts but {len(y)} labels.")
-        sample_weight = check_sample_weight(sample_weight, len(texts))
-        labeled = ~DistillationClassifier(None, None, unlabeled_label=self.unlabeled_label)._unlabeled_mask(y)
-        if not labeled.any():
-            raise ValueError("y holds no labeled texts to score against (all are unlabeled_label).")
+        marker = DistillationClassifier(None, None, unlabeled_label=self.unlabeled_label)
+        y, sample_weight, labeled = _check_partly_labeled_scoring(texts, y, sample_weight, marker._unlabeled_mask)
         texts = [t for t, keep in zip(texts, labeled) if keep]
         y_true = check_score_labels(y[labeled], len(texts), self.classes_)
         scorer = get_scorer("accuracy" if self.scoring is None else self.scoring)
