@@ -12,6 +12,7 @@ loads like any model, so it can then be distilled with
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 from numbers import Integral
@@ -84,6 +85,15 @@ def _layer_stack(model: Any, n_layers: int) -> str:
             "layers, such as BERT, RoBERTa, XLM-R, ELECTRA and DistilBERT."
         )
     return names[0]
+
+
+def _source_pooling(source: Any, model: Any) -> str:
+    """The pooling the source's head reads: a fitted teacher's ``pooling_``, else what ``pooling="auto"`` finds."""
+    from .teachers import TransformerClassifier, auto_pooling, resolve_model_path
+
+    if isinstance(source, TransformerClassifier):
+        return getattr(source, "pooling_", "cls")
+    return auto_pooling(resolve_model_path(source), model)[0]
 
 
 def _load_source(source: Any, verbose: int):
@@ -304,10 +314,13 @@ def shrink_transformer(
         (typically the teacher) or a model folder / hub id.
     path : str or path-like
         Folder to write (created if missing): config, safetensors weights and
-        tokenizer, as ``save_pretrained`` writes them. It must not be the
-        source's own folder (a ValueError says so before anything is loaded);
-        a folder inside it is fine, as only files directly in ``path`` are
-        written.
+        tokenizer, as ``save_pretrained`` writes them, and
+        ``1_Pooling/config.json`` naming the vector the head reads (the
+        fitted source's ``pooling_``, or what ``pooling="auto"`` finds for a
+        folder), so that ``TransformerClassifier(path)`` pools as the source
+        did. It must not be the source's own folder (a ValueError says so
+        before anything is loaded); a folder inside it is fine, as only
+        files inside ``path`` are written.
     layers : int, sequence of int or None, default=None
         Which source layers to keep; see :func:`select_layers`. None: every
         other layer from the first; an int: that many, spread uniformly.
@@ -388,9 +401,19 @@ def shrink_transformer(
             f"Could not map {type(model).__name__}'s weights onto a {len(keep)}-layer copy: {exc}"
         ) from exc
 
+    pooling = _source_pooling(source, model)
+    config.kdtext_shrunk_from["pooling"] = pooling
     out.mkdir(parents=True, exist_ok=True)
     student.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    # the student's head reads the vector the source's did: TransformerClassifier(out) with pooling="auto" finds it here
+    pooling_dir = out / "1_Pooling"
+    pooling_dir.mkdir(exist_ok=True)
+    (pooling_dir / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": int(getattr(config, "hidden_size", 0) or 0),
+        "pooling_mode_cls_token": pooling == "cls",
+        "pooling_mode_mean_tokens": pooling == "mean",
+    }, indent=2), encoding="utf-8")
     if reduced_tokenizer is not None:  # the same tokenizer class and settings, over the reduced vocabulary
         reduced_tokenizer.save(os.fspath(out / "tokenizer.json"))
         for stale in ("vocab.txt", "sentencepiece.bpe.model", "spiece.model"):  # slow-tokenizer files would disagree

@@ -147,12 +147,20 @@ def test_other_encoder_families(arch, tiny_bert_path, tmp_path):
 
 # ------------------------------------------------------------ reduced vocabulary
 def _logits(folder, texts):
+    """The folder's logits computed by hand with transformers, pooled as its ``1_Pooling`` config says."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from kdtext.teachers import _head_logits, sentence_transformers_pooling
 
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    batch = tok(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
-        return model(**tok(texts, padding=True, return_tensors="pt")).logits.numpy(), tok
+        if sentence_transformers_pooling(folder) == "cls":
+            return model(**batch).logits.numpy(), tok
+        hidden = model.base_model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        return _head_logits(model, (hidden * mask).sum(1) / mask.sum(1)).numpy(), tok
 
 
 def test_reduced_vocabulary_keeps_the_model_exact_on_its_texts(teacher, tmp_path):
@@ -318,3 +326,19 @@ def test_reduced_vocabulary_accepts_lone_surrogates(deep_bert_path, tmp_path):
     config = json.loads((Path(folder) / "config.json").read_text())
     assert config["vocab_size"] == json.loads((Path(replaced) / "config.json").read_text())["vocab_size"]
     assert texts[1] == "x \ud800 bad"  # the caller's texts are not modified
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_the_student_folder_pools_as_its_source(deep_bert_path, tmp_path, pooling):
+    """The head of a shrunk classifier keeps reading the vector it was trained on (pooling="auto" finds it)."""
+    X, y = make_toy_texts(40, seed=0)
+    source = TransformerClassifier(deep_bert_path, pooling=pooling, epochs=1, batch_size=8,
+                                   validation_fraction=None, random_state=0).fit(X, y)
+    folder = shrink_transformer(source, tmp_path / "small", layers=2)
+    assert json.loads((tmp_path / "small" / "config.json").read_text())["kdtext_shrunk_from"]["pooling"] == pooling
+    student = TransformerClassifier(folder, epochs=1, batch_size=8, validation_fraction=None, random_state=0)
+    assert student.fit(X, y).pooling_ == pooling
+    # a plain encoder folder (no sentence-transformers config): what pooling="auto" gives it, i.e. mean
+    assert json.loads(
+        (Path(shrink_transformer(deep_bert_path, tmp_path / "enc", layers=2)) / "1_Pooling" / "config.json").read_text()
+    )["pooling_mode_mean_tokens"] is True
