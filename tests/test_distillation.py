@@ -195,12 +195,22 @@ def test_hard_route_uses_teacher_labels_weighted_by_confidence(teacher, data, mo
     DistillationClassifier(teacher, tfidf_lr(), alpha=0.0, report=False).fit(X, y)
     proba = teacher.predict_proba(list(dict.fromkeys(X)))
     np.testing.assert_array_equal(captured["y"], teacher.classes_[proba.argmax(1)])
-    np.testing.assert_allclose(captured["w"], proba.max(1), rtol=1e-5)
-    # alpha > 0: gold rows added with weight alpha, teacher rows of labeled texts weighted 1 - alpha
+    # weights follow the teacher's confidence, scaled to mean 1 per text (so a fixed C regularises as without them)
+    np.testing.assert_allclose(captured["w"], proba.max(1) / proba.max(1).mean(), rtol=1e-5)
+    assert captured["w"].mean() == pytest.approx(1.0)
+    # alpha > 0: gold rows added with weight alpha, teacher rows of labeled texts weighted 1 - alpha (then scaled)
     DistillationClassifier(teacher, tfidf_lr(), alpha=0.25, report=False).fit(X, y)
     n_labeled = int((y != -1).sum())
-    assert len(captured["y"]) == len(set(X)) + n_labeled
-    np.testing.assert_allclose(captured["w"][-n_labeled:], 0.25)
+    distinct = list(dict.fromkeys(X))
+    assert len(captured["y"]) == len(distinct) + n_labeled
+    w = captured["w"]
+    assert w.sum() == pytest.approx(len(distinct))  # total weight: one per distinct text
+    gold_w = w[-n_labeled:]
+    np.testing.assert_allclose(gold_w, gold_w[0])
+    is_labeled = np.isin(distinct, [x for x, t in zip(X, y) if t != -1])
+    # a labeled text's teacher row weighs (1 - alpha) * confidence against its gold row's alpha
+    i = int(np.flatnonzero(is_labeled)[0])
+    np.testing.assert_allclose(w[i] / gold_w[0], 0.75 * proba.max(1)[i] / 0.25, rtol=1e-5)
 
 
 def test_hard_route_without_sample_weight(teacher, data):
