@@ -36,18 +36,27 @@ Rows (``--rows`` a comma-separated subset; default all)
   fewer than 5 texts, scored with the set's metric, max_iter=2000, class_weight=None), gold labels only: the
   TUNED twin; its C is used below.
 - ``lr_distilled_hard_weighted``: DistillationClassifier(teacher, TF-IDF + LogisticRegression(C=twin's C),
-  target="hard") on labeled + transfer texts, y = gold or -1: kdtext's route today (teacher labels weighted by
-  the teacher's confidence; kdtext's default alpha=0.5 adds the gold rows).
+  target="hard") on labeled + transfer texts, y = gold or -1: kdtext's route (teacher labels weighted by the
+  teacher's confidence; kdtext's default alpha=0.5 adds the gold rows). Since issue 9 the route scales the weights to mean 1 per text
+  (``lr_distilled_hard_raw`` is the earlier rule).
 - ``lr_distilled_hard_unweighted``: the same student fitted with plain scikit-learn on the teacher's argmax label
   of every distinct transfer text, gold where the text has one, no sample weights (the candidate fix).
 - ``lr_distilled_hard_mean1``: the same, teacher-labeled rows weighted by the teacher's confidence normalised to
-  mean 1 over those rows, gold rows weight 1.
+  mean 1 over those rows, gold rows weight 1; ``lr_distilled_hard_raw``: the same with the raw confidences as
+  weights (the rule of kdtext's "hard" route before issue 9; the route now scales all weights to mean 1 per text).
 - ``lr_distilled_proba``: DistillationClassifier(..., target="proba") (temperature 2, alpha 0.5: defaults).
+- ``lr_distilled_default``: DistillationClassifier(teacher, TF-IDF + LogisticRegression(C=twin's C)) with every
+  distillation parameter at kdtext's default (the row a new user gets); ``lr_cv``: DistillationClassifierCV on the
+  same student with its default grid, the twin among the candidates, cv=3, scored with the set's metric.
 - ``ridge_distilled_logits``: DistillationClassifier(teacher, TF-IDF + RidgeCV(alphas 0.1..10)) (route
   "logits"; RidgeCV's efficient leave-one-out up to 10,000 transfer texts, 5-fold CV above, to bound memory).
 - ``bilstm_twin``: BiLSTMClassifier() defaults on gold labels (random_state=seed).
 - ``bilstm_distilled_mse``: DistillationClassifier(teacher, BiLSTMClassifier(random_state=seed), loss="mse",
-  alpha=0.0); ``bilstm_distilled_kl``: loss="kl", alpha=0.5, temperature=2.0.
+  alpha=0.0); ``bilstm_distilled_kl``: loss="kl", alpha=0.5, temperature=2.0; ``bilstm_distilled_mse_a05`` and
+  ``bilstm_distilled_kl_a0``: the other two corners of loss x alpha; ``bilstm_distilled_default``:
+  kdtext's distillation defaults; ``bilstm_distilled_aug``: the mse row with ``augment=4`` (Tang et al.'s masking,
+  swaps and n-gram sampling; the real teacher, saved beside its logit cache by ``save_pretrained``, labels the new
+  texts, cached in ``robustness-labels-*``).
 
 Every student row records ``metric``, ``stderr``, ``seconds`` (fit wall time) and ``fidelity`` (agreement with the
 teacher's argmax on the distinct labeled + transfer texts; for the twins too, as a reference); distilled rows also
@@ -117,24 +126,42 @@ ROWS = [
     "lr_distilled_hard_weighted",
     "lr_distilled_hard_unweighted",
     "lr_distilled_hard_mean1",
+    "lr_distilled_hard_raw",
     "lr_distilled_proba",
+    "lr_distilled_default",
+    "lr_cv",
     "ridge_distilled_logits",
     "bilstm_twin",
     "bilstm_distilled_mse",
     "bilstm_distilled_kl",
+    "bilstm_distilled_mse_a05",
+    "bilstm_distilled_kl_a0",
+    "bilstm_distilled_default",
+    "bilstm_distilled_aug",
 ]
 TWIN_OF = {
     "lr_distilled_hard_weighted": "lr_twin",
     "lr_distilled_hard_unweighted": "lr_twin",
     "lr_distilled_hard_mean1": "lr_twin",
+    "lr_distilled_hard_raw": "lr_twin",
     "lr_distilled_proba": "lr_twin",
+    "lr_distilled_default": "lr_twin",
+    "lr_cv": "lr_twin",
     "ridge_distilled_logits": "lr_twin",
     "bilstm_distilled_mse": "bilstm_twin",
     "bilstm_distilled_kl": "bilstm_twin",
+    "bilstm_distilled_mse_a05": "bilstm_twin",
+    "bilstm_distilled_kl_a0": "bilstm_twin",
+    "bilstm_distilled_default": "bilstm_twin",
+    "bilstm_distilled_aug": "bilstm_twin",
 }
 NEEDS_TEACHER = {"teacher", *TWIN_OF}
 CS = [0.1, 0.3, 1, 3, 10, 30, 100]
 RIDGE_ALPHAS = [0.1, 0.3, 1, 3, 10]
+#: the rows in the summary plot: what a user gets (defaults, the CV variant, Ridge on logits, augmentation)
+PLOT_ROWS = ["lr_distilled_default", "lr_cv", "ridge_distilled_logits", "bilstm_distilled_default",
+             "bilstm_distilled_mse", "bilstm_distilled_aug"]
+AUGMENT = 4  # Tang et al. variants per transfer text in bilstm_distilled_aug
 RIDGE_GCV_MAX = 10_000  # RidgeCV's leave-one-out eigendecomposes an n x n Gram matrix: bound n
 N_BOOT = 200
 TEST_SEED = 0
@@ -374,6 +401,11 @@ def cache_path(cache: Path, key: dict) -> Path:
     return cache / f"robustness-teacher-{key['set']}-n{key['n_labeled']}-s{key['seed']}-{teacher_id(key)}.npz"
 
 
+def teacher_folder(path: Path) -> Path:
+    """Where the fitted teacher of a logit cache file is saved (``save_pretrained``)."""
+    return path.with_name(path.stem + "-model")
+
+
 def load_teacher_cache(path: Path, key: dict, split: Split) -> tuple[dict, dict] | None:
     """(table text-key -> logits, meta) if the cache file fits this key, labeled sample and texts; else None."""
     if not path.is_file():
@@ -439,6 +471,12 @@ def fit_teacher(split: Split, key: dict, model_path: str | None, params: dict, c
     os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
     os.replace(tmp, path)
     log(f"teacher logits cached in {path}")
+    folder = teacher_folder(path)
+    tmp_folder = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp_folder, ignore_errors=True)
+    teacher.save_pretrained(tmp_folder)  # for rows that need the real teacher (augmentation labels new texts)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp_folder, folder)
     shutil.rmtree(ckpt, ignore_errors=True)
     del teacher
     gc.collect()
@@ -463,11 +501,14 @@ SCORING = {"accuracy": "accuracy", "macro_f1": "f1_macro", "f1_pos": "f1"}
 class Context:
     """What the row functions share: the split, the cached teacher, the twin's C."""
 
-    def __init__(self, split: Split, metric: str, seed: int, teacher: CachedTeacher | None):
+    def __init__(self, split: Split, metric: str, seed: int, teacher: CachedTeacher | None,
+                 teacher_path: Path | None = None, cache: Path | None = None):
         self.split = split
         self.metric = metric
         self.seed = seed
         self.teacher = teacher
+        self.teacher_path = teacher_path  # the logit cache file; its saved model beside it (teacher_folder)
+        self.cache = cache
         self._twin = None
         self.twin_cv = None
 
@@ -530,12 +571,12 @@ def _fit_manual(ctx: Context, weights: str) -> dict:
     labels = np.where(s.gold >= 0, s.gold, np.argmax(logits, axis=1))
     est = _lr(C)
     fit_kw = {}
-    if weights == "mean1":
+    if weights in ("mean1", "raw"):
         conf = softmax(logits).max(axis=1)
         teacher_rows = s.gold < 0
         w = np.ones(len(labels))
         if teacher_rows.any():
-            w[teacher_rows] = conf[teacher_rows] / conf[teacher_rows].mean()
+            w[teacher_rows] = conf[teacher_rows] / (conf[teacher_rows].mean() if weights == "mean1" else 1.0)
         fit_kw["logisticregression__sample_weight"] = w
     t0 = time.perf_counter()
     est.fit(s.distinct, labels, **fit_kw)
@@ -567,11 +608,42 @@ def row_lr_distilled_hard_mean1(ctx: Context) -> dict:
     return _fit_manual(ctx, "mean1")
 
 
+def row_lr_distilled_hard_raw(ctx: Context) -> dict:
+    return _fit_manual(ctx, "raw")
+
+
 def row_lr_distilled_proba(ctx: Context) -> dict:
     C = ctx.twin_C()
     out = _fit_kd(ctx, _kd(ctx, _lr(C), target="proba"))
     out["params"] = {"C": C, "alpha": out["est"].alpha, "temperature": out["est"].temperature}
     return out
+
+
+def _distiller_params(est) -> dict:
+    return {k: v for k, v in est.get_params(deep=False).items()
+            if k in ("target", "loss", "alpha", "temperature") and v is not None} | {"route": est.target_}
+
+
+def row_lr_distilled_default(ctx: Context) -> dict:
+    """DistillationClassifier(teacher, TF-IDF + LR(C = twin's)) with every distillation default."""
+    C = ctx.twin_C()
+    out = _fit_kd(ctx, _kd(ctx, _lr(C)))
+    out["params"] = {"C": C, **_distiller_params(out["est"])}
+    return out
+
+
+def row_lr_cv(ctx: Context) -> dict:
+    """DistillationClassifierCV(teacher, TF-IDF + LR(C = twin's)): its default grid and twin, cv=3, the set's metric."""
+    from kdtext import DistillationClassifierCV
+
+    C = ctx.twin_C()
+    est = DistillationClassifierCV(ctx.teacher, _lr(C), scoring=SCORING[ctx.metric], random_state=ctx.seed)
+    s = ctx.split
+    t0 = time.perf_counter()
+    est.fit(s.X_all, s.y_all)
+    return {"est": est, "seconds": time.perf_counter() - t0,
+            "params": {"C": C, "best": {k: v for k, v in est.best_params_.items()},
+                       "best_score": float(est.best_score_), "twin_score": float(est.twin_score_)}}
 
 
 def row_ridge_distilled_logits(ctx: Context) -> dict:
@@ -610,6 +682,59 @@ def row_bilstm_distilled_kl(ctx: Context) -> dict:
     out = _fit_kd(ctx, _kd(ctx, BiLSTMClassifier(random_state=ctx.seed), loss="kl", alpha=0.5, temperature=2.0))
     out["params"] = {"loss": "kl", "alpha": 0.5, "temperature": 2.0,
                      "best_epoch": int(out["est"].student_.best_epoch_)}
+    return out
+
+
+def _bilstm_kd(ctx: Context, loss: str, alpha: float) -> dict:
+    from kdtext import BiLSTMClassifier
+
+    out = _fit_kd(ctx, _kd(ctx, BiLSTMClassifier(random_state=ctx.seed), loss=loss, alpha=alpha, temperature=2.0))
+    out["params"] = {"loss": loss, "alpha": alpha, "temperature": 2.0,
+                     "best_epoch": int(out["est"].student_.best_epoch_)}
+    return out
+
+
+def row_bilstm_distilled_mse_a05(ctx: Context) -> dict:
+    return _bilstm_kd(ctx, "mse", 0.5)
+
+
+def row_bilstm_distilled_kl_a0(ctx: Context) -> dict:
+    return _bilstm_kd(ctx, "kl", 0.0)
+
+
+def row_bilstm_distilled_default(ctx: Context) -> dict:
+    from kdtext import BiLSTMClassifier
+
+    out = _fit_kd(ctx, _kd(ctx, BiLSTMClassifier(random_state=ctx.seed)))
+    out["params"] = {**_distiller_params(out["est"]), "best_epoch": int(out["est"].student_.best_epoch_)}
+    return out
+
+
+def real_teacher(ctx: Context):
+    """The fitted teacher saved beside the logit cache (fitted teachers before that was saved: refit with --refit)."""
+    from kdtext import TransformerClassifier
+
+    folder = teacher_folder(ctx.teacher_path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} not found: this row needs the saved teacher; delete "
+                                f"{ctx.teacher_path} to fit it again")
+    teacher = TransformerClassifier.from_pretrained(folder, device="cpu")
+    if not np.array_equal(np.asarray(teacher.classes_), np.arange(len(ctx.split.classes))):
+        raise RuntimeError(f"this row needs class labels 0..K-1, the teacher has {teacher.classes_[:5]}...")
+    return teacher
+
+
+def row_bilstm_distilled_aug(ctx: Context) -> dict:
+    """The mse / alpha=0 BiLSTM with AUGMENT Tang et al. variants per text, labeled by the real teacher."""
+    from kdtext import BiLSTMClassifier, DistillationClassifier
+
+    teacher = real_teacher(ctx)
+    memory = ctx.cache / f"robustness-labels-{ctx.teacher_path.stem}"
+    est = DistillationClassifier(teacher, BiLSTMClassifier(random_state=ctx.seed), loss="mse", alpha=0.0,
+                                 augment=AUGMENT, memory=memory, random_state=ctx.seed)
+    out = _fit_kd(ctx, est)
+    out["params"] = {"loss": "mse", "alpha": 0.0, "augment": AUGMENT, "n_transfer": int(est.n_transfer_),
+                     "best_epoch": int(est.student_.best_epoch_)}
     return out
 
 
@@ -802,7 +927,8 @@ def run_one(args, set_name: str, n_labeled: int, seed: int, rows: list[str], roo
                 record({"row": "teacher", "metric": None, "stderr": None, "error": teacher_error,
                         "teacher_id": tid, "traceback": traceback.format_exc()[-2000:]})
 
-    ctx = Context(split, metric, seed, teacher)
+    ctx = Context(split, metric, seed, teacher, cache_path(args.cache, key) if teacher is not None else None,
+                  args.cache)
     for name in rows:
         if name == "teacher":
             continue
@@ -988,46 +1114,32 @@ def plot(out_dir: Path) -> Path | None:
     if not data:
         log(f"no robustness_*.json with rows in {out_dir}: nothing to plot")
         return None
-    distilled = [r for r in ROWS if r in TWIN_OF]
-    ncols = min(3, len(data))
-    nrows = math.ceil(len(data) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
+    rows = [r for r in PLOT_ROWS if any((r, n) in cells for _, _, _, cells in data for n in _)]
+    sizes = sorted({n for _, _, ns, _ in data for n in ns})
+    fig, axes = plt.subplots(len(sizes), 1, figsize=(max(7.0, 1.6 * len(data)), 3.6 * len(sizes)), squeeze=False)
     colors = plt.get_cmap("tab10")
-    for ax, (set_name, metric, sizes, cells) in zip(axes.flat, data):
+    width = 0.8 / max(1, len(rows))
+    for ax, n in zip(axes.flat, sizes):
         ax.axhline(0.0, color="black", lw=0.8)
-        drawn = 0
-        for j, row in enumerate(distilled):
-            pts = [(n, cells[(row, n)]) for n in sizes if (row, n) in cells and cells[(row, n)].get("gain") is not None]
-            if not pts:
-                continue
-            # spread the rows a little around each size so error bars do not overlap
-            x = [n * (1 + 0.04 * (j - len(distilled) / 2)) for n, _ in pts]
-            y = [c["gain"] for _, c in pts]
-            e = [c["gain_se"] or 0.0 for _, c in pts]
-            ax.errorbar(x, y, yerr=e, marker="o", ms=4, lw=1.2, capsize=2, color=colors(j), label=row)
-            drawn += 1
-        if not drawn:
-            ax.text(0.5, 0.5, "no distilled rows with a twin yet", ha="center", va="center", transform=ax.transAxes)
-        ax.set_xscale("log")
-        ax.minorticks_off()
-        ax.set_xticks(sizes)
-        ax.set_xticklabels([str(n) for n in sizes])
-        ax.set_xlim(min(sizes) / 1.4, max(sizes) * 1.4)
-        ax.set_title(f"{set_name} ({metric})")
-        ax.set_xlabel("labeled texts")
+        for j, row in enumerate(rows):
+            xs, ys, es = [], [], []
+            for i, (set_name, metric, _, cells) in enumerate(data):
+                c = cells.get((row, n))
+                if c and c.get("gain") is not None:
+                    xs.append(i - 0.4 + width * (j + 0.5))
+                    ys.append(c["gain"])
+                    es.append(c.get("gain_se") or 0.0)
+            if xs:
+                ax.bar(xs, ys, width=width * 0.95, yerr=es, capsize=2, color=colors(j), label=row)
+        ax.set_xticks(range(len(data)))
+        ax.set_xticklabels([f"{name}\n({metric})" for name, metric, _, _ in data], fontsize=8)
         ax.set_ylabel("gain over the twin")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(data):]:
-        ax.axis("off")
-    handles, labels = [], []
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)) or 1, fontsize=8)
-    fig.suptitle("Distilled students: gain over their gold-label twin (error bars: paired bootstrap SE)")
-    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+        ax.set_title(f"{n:,} labeled texts", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)) or 1, fontsize=8)
+    fig.suptitle("Distilled students: gain over their gold-label twin (error bars: paired bootstrap SE)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.95))
     out = out_dir / "robustness.png"
     fig.savefig(out, dpi=120)
     plt.close(fig)

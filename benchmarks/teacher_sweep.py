@@ -6,7 +6,12 @@ Each run fine-tunes one teacher per configuration on ``--n-labeled`` texts drawn
 (stratified, seeded) from the train split of one data set, and scores it on
 the test split (stratified sample of ``--max-test`` texts):
 
-- ``default``: ``TransformerClassifier()`` as a new user calls it;
+- ``v0_default``: the defaults before issue 9 (``pooling="cls", epochs=3,
+  learning_rate=5e-5, class_weight=None``; rows measured as ``default``
+  before the change were renamed to this);
+- ``default``: ``TransformerClassifier()`` as a new user calls it (since
+  issue 9 the same settings as ``mean_auto_balanced`` on every set here:
+  both checkpoints resolve ``pooling="auto"`` to mean pooling);
 - ``mean``: ``pooling="mean"`` (how all-MiniLM-L6-v2 and e5 were trained);
 - ``mean_auto``: ``pooling="mean", epochs="auto", learning_rate=1e-4``
   (about 600 optimizer steps, early stopping on the validation split);
@@ -56,6 +61,7 @@ METRIC = {"sst2": "accuracy", "imdb": "accuracy", "banking77": "accuracy", "goem
           "ru_toxic": "f1", "germeval2018": "f1"}
 _AUTO = {"epochs": "auto", "learning_rate": 1e-4}
 CONFIGS: dict[str, dict[str, Any]] = {
+    "v0_default": {"pooling": "cls", "epochs": 3, "learning_rate": 5e-5, "class_weight": None},
     "default": {},
     "mean": {"pooling": "mean"},
     "mean_auto": {"pooling": "mean", **_AUTO},
@@ -128,9 +134,14 @@ def run_config(name: str, cfg_name: str, X_l, y_l, X_t, y_t, args) -> dict[str, 
     }
 
 
+#: the configuration with the same settings as ``TransformerClassifier()`` on these sets since issue 9
+SAME_AS_DEFAULT = "mean_auto_balanced"
+
+
 def markdown_table(out_dir: Path, n_labeled: int = 1000) -> str:
     """One row per data set, one column per configuration, from every teacher_sweep_*.json."""
-    lines = ["| set (metric) | " + " | ".join(CONFIGS) + " |", "|---" * (len(CONFIGS) + 1) + "|"]
+    lines = [f"{n_labeled:,} labeled texts:", "",
+             "| set (metric) | " + " | ".join(CONFIGS) + " |", "|---" * (len(CONFIGS) + 1) + "|"]
     for name in SETS:
         f = out_dir / f"teacher_sweep_{name}.json"
         if not f.is_file():
@@ -140,6 +151,9 @@ def markdown_table(out_dir: Path, n_labeled: int = 1000) -> str:
         cells = []
         for c in CONFIGS:
             r = rows.get(c)
+            if r is None and c == "default" and SAME_AS_DEFAULT in rows:
+                cells.append(f"= {SAME_AS_DEFAULT}")
+                continue
             cells.append("" if r is None else (f"**{r['score']:.3f}**" if r["score"] == best else f"{r['score']:.3f}")
                          + ("" if r is None else f" ± {r['stderr']:.3f}"))
         lines.append(f"| {name} ({METRIC[name]}) | " + " | ".join(cells) + " |")
@@ -152,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     if "--table" in argv:  # print the summary over every set and stop
         out_dir = Path(argv[argv.index("--out-dir") + 1]) if "--out-dir" in argv else RESULTS_DIR
-        print(markdown_table(out_dir))
+        sizes = sorted({r.get("n_labeled") for f in out_dir.glob("teacher_sweep_*.json")
+                        for r in json.loads(f.read_text())["rows"] if r.get("n_labeled")})
+        print("\n\n".join(markdown_table(out_dir, n) for n in sizes))
         return 0
     parser.add_argument("--set", required=True, choices=SETS)
     parser.add_argument("--n-labeled", type=int, default=1000)

@@ -20,7 +20,7 @@ sentences (19 words on average, longer than the train phrases, which are
 often fragments). All three truncate at 128 tokens.
 
 Setup: ``TransformerClassifier(None, epochs=1, validation_fraction=None,
-random_state=0)`` is fitted on the first 64 train texts only to get a
+random_state=0, pooling="cls")`` is fitted on the first 64 train texts only to get a
 classification head, then saved with ``save_pretrained``; (a)/(b) load the
 pipeline from that folder and (c) loads it with ``from_pretrained``. The
 logits of (a) and (b) must match kdtext's within 1e-4 (exit code 1 if not).
@@ -214,7 +214,8 @@ def main(argv=None) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="kdtext_teacher_")
     folder = Path(tmp.name) / "minilm_sst2"
     fit_clf = TransformerClassifier(
-        None, epochs=1, validation_fraction=None, n_iter_no_change=None, random_state=0, device="cpu"
+        None, epochs=1, validation_fraction=None, n_iter_no_change=None, random_state=0, device="cpu",
+        pooling="cls",  # the transformers pipeline compared against reads the model's own [CLS] head
     )
     fit_clf.fit(train, train_labels)
     fit_clf.save_pretrained(folder)
