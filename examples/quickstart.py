@@ -51,7 +51,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="teacher model folder or hub id (default: all-MiniLM-L6-v2)")
     parser.add_argument("--n-labeled", type=int, default=2000, help="labeled training texts for the teacher")
     parser.add_argument("--n-unlabeled", type=int, default=8000, help="further train texts used without labels")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=lambda v: v if v == "auto" else int(v), default="auto",
+                        help="teacher epochs: an int or 'auto' (about 600 optimizer steps; the default)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)  # an application may configure logging; a library never does

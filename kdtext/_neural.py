@@ -572,6 +572,10 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
     # fitted state that does not end in "_" (set by ``_init_model`` / ``_load_model``)
     _private_fitted_attributes: tuple[str, ...] = ("_pad_id", "_position_limit")
 
+    #: Parameters added after the first release, with the value that behaves as estimators pickled or saved before
+    #: they existed were fitted (used when a pickle or saved folder lacks them; not the current defaults).
+    _legacy_params: dict[str, Any] = {"checkpoint_dir": None, "class_weight": None}
+
     def _is_fitted_attribute(self, name: str) -> bool:
         return (name.endswith("_") and not name.startswith("__")) or name in self._private_fitted_attributes
 
@@ -932,12 +936,12 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         for attr in self._torch_attributes:
             if isinstance(state.get(attr), _TorchBlob):
                 state[attr] = state[attr].load(map_location=state.get("device_", "cpu"))
-        # parameters added since the estimator was pickled get their defaults (same behaviour as then)
+        # parameters added since the estimator was pickled get the value that behaves as it was fitted
         import inspect
 
         for name, param in inspect.signature(type(self).__init__).parameters.items():
             if name != "self" and param.default is not inspect.Parameter.empty and name not in state:
-                state[name] = param.default
+                state[name] = self._legacy_params.get(name, param.default)
         self.__dict__.update(state)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
@@ -1026,7 +1030,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
                 f"{cfg_file} holds parameters {unknown} that {cls.__name__} does not have (written by another "
                 "kdtext version?). Remove them from the file or load with the version that saved it."
             )
-        est = cls(**{**saved, **params, "device": device})
+        legacy = {k: v for k, v in cls._legacy_params.items() if k not in saved}  # saved before they existed
+        est = cls(**{**legacy, **saved, **params, "device": device})
         try:
             est._validate_params()  # saved values and overrides alike
         except ValueError as exc:

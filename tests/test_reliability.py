@@ -314,5 +314,25 @@ def test_estimators_pickled_before_new_parameters_still_predict(fitted):
         state.pop(name, None)  # as pickled by kdtext before these parameters existed
     old = object.__new__(type(fitted))
     old.__setstate__(pickle.loads(pickle.dumps(state)))
+    # not today's defaults (class_weight="balanced", pooling="auto" for the teacher): the values they were fitted with
     assert old.checkpoint_dir is None and old.class_weight is None
+    if type(fitted).__name__ == "TransformerClassifier":
+        assert old.pooling == "cls" and old.head_learning_rate is None
     assert np.array_equal(old.predict_proba(PROBE), fitted.predict_proba(PROBE))
+
+
+def test_folders_saved_before_new_parameters_load_with_the_values_they_were_fitted_with(fitted, tmp_path):
+    import json
+
+    folder = fitted.save_pretrained(tmp_path / "saved")
+    cfg_file = folder / "kdtext_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    for name in ("checkpoint_dir", "class_weight", "pooling", "head_learning_rate"):
+        cfg["params"].pop(name, None)  # as saved by kdtext before these parameters existed
+    cfg_file.write_text(json.dumps(cfg))
+    loaded = type(fitted).from_pretrained(folder, device="cpu")
+    assert loaded.class_weight is None and loaded.checkpoint_dir is None
+    if type(fitted).__name__ == "TransformerClassifier":
+        assert loaded.pooling == "cls"
+    assert type(fitted).from_pretrained(folder, device="cpu", class_weight="balanced").class_weight == "balanced"
+    np.testing.assert_allclose(loaded.predict_proba(PROBE), fitted.predict_proba(PROBE), atol=1e-6)

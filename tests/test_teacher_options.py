@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kdtext import BiLSTMClassifier, TransformerClassifier
-from kdtext.teachers import sentence_transformers_pooling
+from kdtext.teachers import auto_pooling, sentence_transformers_pooling
 
 from conftest import make_toy_texts
 
@@ -41,10 +41,28 @@ def test_sentence_transformers_pooling_is_read(st_folder, tiny_bert_path, tmp_pa
     assert sentence_transformers_pooling("some-org/some-model") is None
 
 
-def test_auto_pooling_follows_the_checkpoint(st_folder, tiny_bert_path):
+def test_auto_pooling_follows_the_checkpoint(st_folder, tiny_bert_path, tmp_path):
     X, y = make_toy_texts(40, seed=0)
-    assert _fast(st_folder, pooling="auto", epochs=1).fit(X, y).pooling_ == "mean"
-    assert _fast(tiny_bert_path, pooling="auto", epochs=1).fit(X, y).pooling_ == "cls"
+    assert TransformerClassifier().pooling == "auto"  # the default
+    assert _fast(st_folder, epochs=1).fit(X, y).pooling_ == "mean"  # its sentence-transformers config
+    assert _fast(tiny_bert_path, epochs=1).fit(X, y).pooling_ == "mean"  # a plain BertModel encoder
+    cls_st = tmp_path / "st-cls"
+    shutil.copytree(st_folder, cls_st)
+    (cls_st / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    assert _fast(str(cls_st), epochs=1).fit(X, y).pooling_ == "cls"
+    # a checkpoint that already is a fine-tuned classifier keeps the vector its head was trained on
+    fitted = _fast(tiny_bert_path, pooling="cls", epochs=1).fit(X, y)
+    hf_folder = tmp_path / "hf-classifier"
+    fitted.model_.save_pretrained(hf_folder)
+    fitted.tokenizer_.save_pretrained(hf_folder)
+    assert auto_pooling(hf_folder)[0] == "cls"  # read from its config.json
+    assert auto_pooling(tiny_bert_path)[0] == "mean"
+    assert _fast(str(hf_folder), epochs=1).fit(X, y).pooling_ == "cls"
+    # a kdtext folder refitted as a starting point keeps the pooling it was fitted with
+    kd_folder = _fast(tiny_bert_path, pooling="cls", epochs=1).fit(X, y).save_pretrained(tmp_path / "kd")
+    assert auto_pooling(kd_folder) == ("cls", "the pooling of the kdtext model saved there (kdtext_config.json)")
+    assert _fast(tiny_bert_path, pooling="mean", epochs=1).fit(X, y).save_pretrained(tmp_path / "kd2").exists()
+    assert auto_pooling(tmp_path / "kd2")[0] == "mean"
 
 
 def test_mean_pooling_is_the_masked_mean_through_the_head(tiny_bert_path):
@@ -92,7 +110,9 @@ def test_class_weight_balanced_changes_the_loss(make, tiny_bert_path):
                     validation_fraction=None, random_state=0)
         plain, weighted = BiLSTMClassifier(**base).fit(X, y), BiLSTMClassifier(**base, class_weight="balanced").fit(X, y)
     else:
-        plain, weighted = _fast(tiny_bert_path).fit(X, y), _fast(tiny_bert_path, class_weight="balanced").fit(X, y)
+        plain = _fast(tiny_bert_path, class_weight=None).fit(X, y)
+        weighted = _fast(tiny_bert_path).fit(X, y)  # "balanced" is the teacher's default
+        assert weighted.class_weight == "balanced"
     w = weighted._class_weights(np.asarray(y), 2)
     np.testing.assert_allclose(w, [60 / (2 * 48), 60 / (2 * 12)])
     assert weighted.history_[0]["train_loss"] != plain.history_[0]["train_loss"]
