@@ -30,9 +30,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .base import (
+    LogitsClassifierMixin,
     SoftTargetStudentMixin,
-    check_sample_weight,
-    check_score_labels,
     check_texts,
     check_texts_and_labels,
     encodable_texts,
@@ -195,7 +194,7 @@ class _TorchBlob:
         return torch.load(io.BytesIO(self.data), map_location=map_location, weights_only=False)
 
 
-class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimator):
+class NeuralTextClassifier(SoftTargetStudentMixin, LogitsClassifierMixin, ClassifierMixin, BaseEstimator):
     """Base class of kdtext's torch text classifiers. Not for direct use."""
 
     _parameter_constraints: dict = {
@@ -215,6 +214,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
+
+    _fitted_attribute = "model_"
 
     # attributes holding torch objects, serialised device-safely by __getstate__
     _torch_attributes: tuple[str, ...] = ("model_",)
@@ -367,61 +368,6 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         self._validate_params()
         texts = check_texts(X)
         return self._predict_logits(texts)
-
-    def decision_function(self, X) -> np.ndarray:
-        """Confidence scores, as scikit-learn's classifiers give them.
-
-        Multiclass: the logits, shape (n_samples, n_classes). Binary: shape
-        (n_samples,), the logit of ``classes_[1]`` minus that of
-        ``classes_[0]`` (so ``> 0`` predicts ``classes_[1]``). For the full
-        logits of a binary model use :meth:`predict_logits`.
-        """
-        logits = self.predict_logits(X)
-        if logits.shape[1] == 2:
-            return logits[:, 1] - logits[:, 0]
-        return logits
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
-        logits = self.predict_logits(X)
-        logits = logits - logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
-
-    def predict_log_proba(self, X) -> np.ndarray:
-        """Log of :meth:`predict_proba`."""
-        logits = self.predict_logits(X).astype(np.float64)
-        m = logits.max(axis=1, keepdims=True)
-        return logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
-
-    def score(self, X, y, sample_weight=None) -> float:
-        """Accuracy of :meth:`predict` on ``(X, y)``.
-
-        Parameters
-        ----------
-        X : list-like of str
-            Texts.
-        y : array-like of shape (n_samples,)
-            True labels.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Sample weights.
-
-        Returns
-        -------
-        score : float
-        """
-        from sklearn.metrics import accuracy_score
-
-        check_is_fitted(self, "model_")
-        texts = check_texts(X)
-        y = check_score_labels(y, len(texts), self.classes_)
-        sample_weight = check_sample_weight(sample_weight, len(texts))
-        return float(accuracy_score(y, self.predict(texts), sample_weight=sample_weight))
-
-    def predict(self, X) -> np.ndarray:
-        """Predicted labels, taken from ``classes_``."""
-        logits = self.predict_logits(X)
-        return self.classes_[np.argmax(logits, axis=1)]
 
     # ------------------------------------------------------------- inference
     def _iter_encoded_chunks(self, texts: list[str]) -> Iterator[tuple[int, list[list[int]]]]:
