@@ -243,6 +243,28 @@ class NeuralTextClassifier(SoftTargetStudentMixin, LogitsClassifierMixin, Classi
     def _load_model(self, path: Path) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    def _onnx_tokenizer(self):  # pragma: no cover
+        """For :func:`kdtext.onnx.export_onnx`: a ``tokenizers.Tokenizer`` that gives ``_encode``'s ids (truncation
+        set, padding off) and the rules around it, ``{"add_special_tokens": bool, "empty_as_pad": bool}``."""
+        raise NotImplementedError
+
+    def _onnx_module(self, input_names: list[str]):
+        """For :func:`kdtext.onnx.export_onnx`: a torch module mapping the tensors of a collated batch, in
+        ``input_names`` order, to the logits. By default ``_forward`` itself."""
+        import torch
+
+        estimator = self
+
+        class Forward(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = estimator.model_  # registered, so the exporter finds the weights
+
+            def forward(self, *inputs):
+                return estimator._forward(dict(zip(input_names, inputs)))
+
+        return Forward()
+
     def _param_groups(self) -> list[dict]:
         """AdamW parameter groups: no weight decay on biases and norms."""
         decay, no_decay = [], []
@@ -885,6 +907,34 @@ class NeuralTextClassifier(SoftTargetStudentMixin, LogitsClassifierMixin, Classi
             if name != "self" and param.default is not inspect.Parameter.empty and name not in state:
                 state[name] = param.default
         self.__dict__.update(state)
+
+    def export_onnx(self, path: str | os.PathLike) -> Path:
+        """Export the fitted estimator to an ONNX folder that :class:`~kdtext.OnnxClassifier` serves without torch.
+
+        Writes ``model.onnx`` (fp32, dynamic batch and sequence axes),
+        ``tokenizer.json`` and ``onnx_config.json``; checks the export against
+        this estimator on probe texts before moving it into place. See
+        :func:`kdtext.onnx.export_onnx` and the "Deploy without torch" page.
+        Needs ``pip install "kdtext[onnx]"``.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A new or empty folder, or an earlier export to replace.
+
+        Returns
+        -------
+        path : pathlib.Path
+
+        Examples
+        --------
+        >>> clf.export_onnx("model-onnx")  # doctest: +SKIP
+        >>> from kdtext import OnnxClassifier
+        >>> OnnxClassifier.from_pretrained("model-onnx").predict(texts)  # doctest: +SKIP
+        """
+        from .onnx import export_onnx
+
+        return export_onnx(self, path)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Save the fitted estimator to a folder, without pickle.

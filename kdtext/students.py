@@ -599,6 +599,14 @@ class BiLSTMClassifier(NeuralTextClassifier):
     def _forward(self, batch):
         return self.model_(batch["input_ids"], batch["lengths"])
 
+    def _onnx_tokenizer(self):
+        tok = _copy_tokenizer(self.tokenizer_)
+        tok.enable_truncation(int(self.max_length))  # the same as ids[:max_length] without special tokens
+        return tok, {"add_special_tokens": False, "empty_as_pad": True}
+
+    def _onnx_module(self, input_names):
+        return _ExportableBiLSTM(self.model_)
+
     def _save_model(self, path: Path) -> None:
         from safetensors.torch import save_file
 
