@@ -6,7 +6,8 @@ length, the training loop with early stopping and best-weight restoring,
 interrupt safety, fast sorted inference, device-safe pickling and
 ``save_pretrained`` / ``from_pretrained``. A subclass supplies four hooks:
 ``_init_model``, ``_encode``, ``_collate`` and ``_forward`` (plus
-``_save_model`` / ``_load_model`` for persistence).
+``_save_model`` / ``_load_model`` for persistence, and ``_onnx_tokenizer`` /
+``_onnx_module`` for :func:`kdtext.onnx.export_onnx`).
 """
 
 from __future__ import annotations
