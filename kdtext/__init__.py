@@ -20,6 +20,7 @@ _LAZY = {
     "Lemmatizer": "kdtext.preprocessing",
     "StopWordRemover": "kdtext.preprocessing",
     "shrink_transformer": "kdtext.shrink",
+    "OnnxClassifier": "kdtext.onnx",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -6,7 +6,8 @@ length, the training loop with early stopping and best-weight restoring,
 interrupt safety, fast sorted inference, device-safe pickling and
 ``save_pretrained`` / ``from_pretrained``. A subclass supplies four hooks:
 ``_init_model``, ``_encode``, ``_collate`` and ``_forward`` (plus
-``_save_model`` / ``_load_model`` for persistence).
+``_save_model`` / ``_load_model`` for persistence, and ``_onnx_tokenizer`` /
+``_onnx_module`` for :func:`kdtext.onnx.export_onnx`).
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .base import (
+    LogitsClassifierMixin,
     SoftTargetStudentMixin,
-    check_sample_weight,
-    check_score_labels,
     check_texts,
     check_texts_and_labels,
     encodable_texts,
@@ -195,7 +195,7 @@ class _TorchBlob:
         return torch.load(io.BytesIO(self.data), map_location=map_location, weights_only=False)
 
 
-class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimator):
+class NeuralTextClassifier(SoftTargetStudentMixin, LogitsClassifierMixin, ClassifierMixin, BaseEstimator):
     """Base class of kdtext's torch text classifiers. Not for direct use."""
 
     _parameter_constraints: dict = {
@@ -215,6 +215,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
+
+    _fitted_attribute = "model_"
 
     # attributes holding torch objects, serialised device-safely by __getstate__
     _torch_attributes: tuple[str, ...] = ("model_",)
@@ -241,6 +243,28 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
 
     def _load_model(self, path: Path) -> None:  # pragma: no cover
         raise NotImplementedError
+
+    def _onnx_tokenizer(self):  # pragma: no cover
+        """For :func:`kdtext.onnx.export_onnx`: a ``tokenizers.Tokenizer`` that gives ``_encode``'s ids (truncation
+        set, padding off) and the rules around it, ``{"add_special_tokens": bool, "empty_as_pad": bool}``."""
+        raise NotImplementedError
+
+    def _onnx_module(self, input_names: list[str]):
+        """For :func:`kdtext.onnx.export_onnx`: a torch module mapping the tensors of a collated batch, in
+        ``input_names`` order, to the logits. By default ``_forward`` itself."""
+        import torch
+
+        estimator = self
+
+        class Forward(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = estimator.model_  # registered, so the exporter finds the weights
+
+            def forward(self, *inputs):
+                return estimator._forward(dict(zip(input_names, inputs)))
+
+        return Forward()
 
     def _param_groups(self) -> list[dict]:
         """AdamW parameter groups: no weight decay on biases and norms."""
@@ -367,61 +391,6 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
         self._validate_params()
         texts = check_texts(X)
         return self._predict_logits(texts)
-
-    def decision_function(self, X) -> np.ndarray:
-        """Confidence scores, as scikit-learn's classifiers give them.
-
-        Multiclass: the logits, shape (n_samples, n_classes). Binary: shape
-        (n_samples,), the logit of ``classes_[1]`` minus that of
-        ``classes_[0]`` (so ``> 0`` predicts ``classes_[1]``). For the full
-        logits of a binary model use :meth:`predict_logits`.
-        """
-        logits = self.predict_logits(X)
-        if logits.shape[1] == 2:
-            return logits[:, 1] - logits[:, 0]
-        return logits
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
-        logits = self.predict_logits(X)
-        logits = logits - logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
-
-    def predict_log_proba(self, X) -> np.ndarray:
-        """Log of :meth:`predict_proba`."""
-        logits = self.predict_logits(X).astype(np.float64)
-        m = logits.max(axis=1, keepdims=True)
-        return logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
-
-    def score(self, X, y, sample_weight=None) -> float:
-        """Accuracy of :meth:`predict` on ``(X, y)``.
-
-        Parameters
-        ----------
-        X : list-like of str
-            Texts.
-        y : array-like of shape (n_samples,)
-            True labels.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Sample weights.
-
-        Returns
-        -------
-        score : float
-        """
-        from sklearn.metrics import accuracy_score
-
-        check_is_fitted(self, "model_")
-        texts = check_texts(X)
-        y = check_score_labels(y, len(texts), self.classes_)
-        sample_weight = check_sample_weight(sample_weight, len(texts))
-        return float(accuracy_score(y, self.predict(texts), sample_weight=sample_weight))
-
-    def predict(self, X) -> np.ndarray:
-        """Predicted labels, taken from ``classes_``."""
-        logits = self.predict_logits(X)
-        return self.classes_[np.argmax(logits, axis=1)]
 
     # ------------------------------------------------------------- inference
     def _iter_encoded_chunks(self, texts: list[str]) -> Iterator[tuple[int, list[list[int]]]]:
@@ -943,6 +912,34 @@ class NeuralTextClassifier(SoftTargetStudentMixin, ClassifierMixin, BaseEstimato
             if name != "self" and param.default is not inspect.Parameter.empty and name not in state:
                 state[name] = self._legacy_params.get(name, param.default)
         self.__dict__.update(state)
+
+    def export_onnx(self, path: str | os.PathLike) -> Path:
+        """Export the fitted estimator to an ONNX folder that :class:`~kdtext.OnnxClassifier` serves without torch.
+
+        Writes ``model.onnx`` (fp32, dynamic batch and sequence axes),
+        ``tokenizer.json`` and ``onnx_config.json``; checks the export against
+        this estimator on probe texts before moving it into place. See
+        :func:`kdtext.onnx.export_onnx` and the "Deploy without torch" page.
+        Needs ``pip install "kdtext[onnx]"``.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A new or empty folder, or an earlier export to replace.
+
+        Returns
+        -------
+        path : pathlib.Path
+
+        Examples
+        --------
+        >>> clf.export_onnx("model-onnx")  # doctest: +SKIP
+        >>> from kdtext import OnnxClassifier
+        >>> OnnxClassifier.from_pretrained("model-onnx").predict(texts)  # doctest: +SKIP
+        """
+        from .onnx import export_onnx
+
+        return export_onnx(self, path)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Save the fitted estimator to a folder, without pickle.

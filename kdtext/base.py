@@ -26,6 +26,7 @@ __all__ = [
     "isolated_torch_rng",
     "SoftTargetStudentMixin",
     "is_soft_target_student",
+    "LogitsClassifierMixin",
 ]
 
 
@@ -421,3 +422,76 @@ class SoftTargetStudentMixin:
 def is_soft_target_student(estimator: Any) -> bool:
     """Whether ``estimator`` implements the soft-target interface (``fit_soft``)."""
     return callable(getattr(estimator, "fit_soft", None))
+
+
+class LogitsClassifierMixin:
+    """``predict``, ``predict_proba``, ``predict_log_proba``, ``decision_function`` and ``score`` from logits.
+
+    For classifiers whose one model output is ``predict_logits(X)`` (shape
+    (n_samples, n_classes), columns in ``classes_`` order): kdtext's torch
+    estimators and :class:`~kdtext.OnnxClassifier`. A subclass names its
+    fitted attribute in ``_fitted_attribute`` (checked by ``score`` before
+    the labels are).
+    """
+
+    _fitted_attribute: str = "classes_"
+
+    def _check_fitted(self) -> None:
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, self._fitted_attribute)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Confidence scores, as scikit-learn's classifiers give them.
+
+        Multiclass: the logits, shape (n_samples, n_classes). Binary: shape
+        (n_samples,), the logit of ``classes_[1]`` minus that of
+        ``classes_[0]`` (so ``> 0`` predicts ``classes_[1]``). For the full
+        logits of a binary model use :meth:`predict_logits`.
+        """
+        logits = self.predict_logits(X)
+        if logits.shape[1] == 2:
+            return logits[:, 1] - logits[:, 0]
+        return logits
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
+        logits = self.predict_logits(X)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Log of :meth:`predict_proba`."""
+        logits = self.predict_logits(X).astype(np.float64)
+        m = logits.max(axis=1, keepdims=True)
+        return logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy of :meth:`predict` on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : list-like of str
+            Texts.
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+        """
+        from sklearn.metrics import accuracy_score
+
+        self._check_fitted()
+        texts = check_texts(X)
+        y = check_score_labels(y, len(texts), self.classes_)
+        sample_weight = check_sample_weight(sample_weight, len(texts))
+        return float(accuracy_score(y, self.predict(texts), sample_weight=sample_weight))
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted labels, taken from ``classes_``."""
+        logits = self.predict_logits(X)
+        return self.classes_[np.argmax(logits, axis=1)]

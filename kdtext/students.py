@@ -229,19 +229,69 @@ class BiLSTMModule(torch.nn.Module):
         out, (h_n, _) = self.lstm(packed)
         if self.pooling == "last":
             # h_n: (num_layers * 2, batch, hidden); the last layer's forward and backward states
-            feats = torch.cat([h_n[-2], h_n[-1]], dim=1)
-        else:
-            out, _ = pad_packed_sequence(out, batch_first=True)  # (batch, longest, 2 * hidden)
-            lengths = lengths.to(out.device)
-            mask = (torch.arange(out.shape[1], device=out.device)[None, :] < lengths[:, None]).unsqueeze(-1)
-            pooled = []
-            if self.pooling in ("max", "max_mean"):
-                pooled.append(out.masked_fill(~mask, float("-inf")).amax(dim=1))
-            if self.pooling in ("mean", "max_mean"):
-                pooled.append((out * mask).sum(dim=1) / lengths[:, None].to(out.dtype))
-            feats = torch.cat(pooled, dim=1)
-        hidden = self.dropout(torch.relu(self.dense(feats)))
-        return self.classifier(hidden)
+            return self.head(torch.cat([h_n[-2], h_n[-1]], dim=1))
+        out, _ = pad_packed_sequence(out, batch_first=True)  # (batch, longest, 2 * hidden)
+        return self.head(self.pool(out, lengths))
+
+    def pool(self, out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Max and/or mean of the LSTM outputs ``out`` (batch, time, 2 * hidden) over the real positions."""
+        lengths = lengths.to(out.device)
+        mask = (torch.arange(out.shape[1], device=out.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+        pooled = []
+        if self.pooling in ("max", "max_mean"):
+            pooled.append(out.masked_fill(~mask, float("-inf")).amax(dim=1))
+        if self.pooling in ("mean", "max_mean"):
+            pooled.append((out * mask).sum(dim=1) / lengths[:, None].to(out.dtype))
+        return torch.cat(pooled, dim=1)
+
+    def head(self, feats: torch.Tensor) -> torch.Tensor:
+        """Dense + ReLU + dropout, then the logits."""
+        return self.classifier(self.dropout(torch.relu(self.dense(feats))))
+
+
+class _ExportableBiLSTM(torch.nn.Module):
+    """The function of a :class:`BiLSTMModule` in eval mode, without packed sequences, for ONNX export.
+
+    ``torch.export`` (the ONNX exporter behind ``kdtext.onnx``) cannot trace
+    ``pack_padded_sequence``. Padding is at the end of each row, so a forward
+    LSTM over the padded batch gives the packed outputs at every real position;
+    the backward LSTM runs over each text reversed within its own length (a
+    gather that leaves the padding in place) and its outputs are reversed back.
+    Outputs at padded positions are garbage that the pooling masks out, as it
+    masks the zeros that ``pad_packed_sequence`` puts there. The weights are
+    the module's own (shared, not copied).
+    """
+
+    def __init__(self, module: BiLSTMModule):
+        super().__init__()
+        self.module = module
+
+    def _direction(self, x: torch.Tensor, layer: int, suffix: str) -> torch.Tensor:
+        lstm = self.module.lstm
+        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if lstm.bias else [])
+        params = [getattr(lstm, f"{n}_l{layer}{suffix}") for n in names]
+        h0 = x.new_zeros(1, x.shape[0], lstm.hidden_size)
+        out, _, _ = torch.lstm(x, (h0, h0), params, lstm.bias, 1, 0.0, False, False, True)
+        return out
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        m = self.module
+        x = m.embedding(input_ids)
+        steps = torch.arange(x.shape[1], device=x.device)[None, :]
+        last = (lengths.to(x.device) - 1)[:, None]
+        reverse = torch.where(steps <= last, last - steps, steps)[:, :, None]
+
+        def flip(t):
+            return t.gather(1, reverse.expand(-1, -1, t.shape[2]))
+
+        for layer in range(m.lstm.num_layers):
+            forward = self._direction(x, layer, "")
+            backward = flip(self._direction(flip(x), layer, "_reverse"))
+            x = torch.cat([forward, backward], dim=2)
+        if m.pooling == "last":
+            at_last = forward.gather(1, last[:, :, None].expand(-1, 1, forward.shape[2]))[:, 0]
+            return m.head(torch.cat([at_last, backward[:, 0]], dim=1))
+        return m.head(m.pool(x, lengths))
 
 
 class BiLSTMClassifier(NeuralTextClassifier):
@@ -548,6 +598,14 @@ class BiLSTMClassifier(NeuralTextClassifier):
 
     def _forward(self, batch):
         return self.model_(batch["input_ids"], batch["lengths"])
+
+    def _onnx_tokenizer(self):
+        tok = _copy_tokenizer(self.tokenizer_)
+        tok.enable_truncation(int(self.max_length))  # the same as ids[:max_length] without special tokens
+        return tok, {"add_special_tokens": False, "empty_as_pad": True}
+
+    def _onnx_module(self, input_names):
+        return _ExportableBiLSTM(self.model_)
 
     def _save_model(self, path: Path) -> None:
         from safetensors.torch import save_file

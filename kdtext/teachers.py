@@ -580,6 +580,22 @@ class TransformerClassifier(NeuralTextClassifier):
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         return _head_logits(self.model_, pooled)
 
+    def _onnx_tokenizer(self):
+        from tokenizers import Tokenizer
+
+        backend = getattr(self.tokenizer_, "backend_tokenizer", None)
+        if backend is None:
+            raise TypeError(
+                f"export_onnx needs a fast (tokenizers-backed) tokenizer; {type(self.tokenizer_).__name__} is not one. "
+                "Use a model whose folder holds a tokenizer.json."
+            )
+        tok = Tokenizer.from_str(backend.to_str())
+        tok.no_padding()
+        # as transformers sets the backend for tokenizer(texts, truncation=True, max_length=...)
+        tok.enable_truncation(self._token_limit(), direction=self.tokenizer_.truncation_side)
+        tok.encode_special_tokens = bool(getattr(self.tokenizer_, "split_special_tokens", False))
+        return tok, {"add_special_tokens": True, "empty_as_pad": False}
+
     def _param_groups(self) -> list[dict]:
         groups = super()._param_groups()
         if self.head_learning_rate is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import importlib.util
 import pickle
 import re
 import shutil
@@ -46,6 +47,9 @@ PROBE = ["a good film", "an awful plot", "the movie was very nice", "boring stor
 NEURAL = ("Transformer", "BiLSTM")
 DISTILLERS = ("KD-bilstm", "KD-ridge", "KD-lr")
 CLASSIFIERS = NEURAL + DISTILLERS
+# OnnxClassifier serves a trained model: its prediction entry points only (fit ignores X and y)
+SERVING = ("Onnx",) if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript") else ()
+PREDICTORS = CLASSIFIERS + SERVING
 PREPROC = ("TextCleaner", "Lemmatizer", "StopWordRemover")
 SHRINK = "shrink_transformer"
 ESTIMATOR_NAMES = {
@@ -54,6 +58,7 @@ ESTIMATOR_NAMES = {
     "KD-bilstm": "DistillationClassifier, BiLSTM student",
     "KD-ridge": "DistillationClassifier, TF-IDF+Ridge student",
     "KD-lr": "DistillationClassifier, TF-IDF+LogisticRegression student",
+    "Onnx": "OnnxClassifier (the tiny BiLSTM exported)",
     "TextCleaner": "TextCleaner",
     "Lemmatizer": "Lemmatizer(backend='pymorphy3')",
     "StopWordRemover": "StopWordRemover('english')",
@@ -201,6 +206,10 @@ def _unfitted(name: str, env: Env, student_params: dict | None = None, **params)
         return Lemmatizer(**{"backend": "pymorphy3", **params})
     if name == "StopWordRemover":
         return StopWordRemover(**{"language": "english", **params})
+    if name == "Onnx":
+        from kdtext import OnnxClassifier
+
+        return OnnxClassifier(env.saved["Onnx"], **params)
     raise KeyError(name)
 
 
@@ -261,8 +270,8 @@ for name, (make, exc, match) in X_BAD.items():
     add(CLASSIFIERS, "fit", name, lambda est, e, make=make: est.fit(make(e), e.y), exc, match)
     add(NEURAL, "fit_soft", name, lambda est, e, make=make: est.fit_soft(make(e), e.logits, classes=[0, 1]), exc, match)
     for method in ("predict", "predict_proba", "decision_function"):
-        add(CLASSIFIERS, method, name, lambda est, e, make=make, m=method: getattr(est, m)(make(e)), exc, match)
-    add(CLASSIFIERS, "score", name, lambda est, e, make=make: est.score(make(e), e.y), exc, match)
+        add(PREDICTORS, method, name, lambda est, e, make=make, m=method: getattr(est, m)(make(e)), exc, match)
+    add(PREDICTORS, "score", name, lambda est, e, make=make: est.score(make(e), e.y), exc, match)
     add(PREPROC, "fit", name, lambda est, e, make=make: est.fit(make(e)), exc, match)
     add(PREPROC, "transform", name, lambda est, e, make=make: est.transform(make(e)), exc, match)
 
@@ -270,8 +279,8 @@ for name, (make, exc, match) in X_BAD.items():
 add(CLASSIFIERS, "fit", "empty_list", lambda est, e: est.fit([], []), ValueError, EMPTY)
 add(NEURAL, "fit_soft", "empty_list", lambda est, e: est.fit_soft([], np.empty((0, 2), np.float32), classes=[0, 1]), ValueError, EMPTY)
 for method in ("predict", "predict_proba", "decision_function"):
-    add(CLASSIFIERS, method, "empty_list", lambda est, e, m=method: getattr(est, m)([]), ValueError, EMPTY)
-add(CLASSIFIERS, "score", "empty_list", lambda est, e: est.score([], []), ValueError, EMPTY)
+    add(PREDICTORS, method, "empty_list", lambda est, e, m=method: getattr(est, m)([]), ValueError, EMPTY)
+add(PREDICTORS, "score", "empty_list", lambda est, e: est.score([], []), ValueError, EMPTY)
 add(PREPROC, "fit", "empty_list", lambda est, e: est.fit([]), ValueError, EMPTY)
 
 
@@ -363,7 +372,7 @@ SCORE_BAD = {
     "mixed_str_int_labels": (lambda est, e: est.score(e.X, _mixed(e)), (TypeError, ValueError), r"(?i)mix"),
 }
 for name, (call, exc, match) in SCORE_BAD.items():
-    add(CLASSIFIERS, "score", name, call, exc, match)
+    add(PREDICTORS, "score", name, call, exc, match)
 
 
 # hyper-parameters of the neural estimators: via the constructor (then fit) and via set_params after fit
@@ -692,6 +701,9 @@ def fitted(env, tmp_path_factory):
     root = tmp_path_factory.mktemp("saved")
     for name in NEURAL:
         env.saved[name] = str(out[name].save_pretrained(root / name))
+    for name in SERVING:
+        env.saved[name] = str(out["BiLSTM"].export_onnx(root / "onnx"))
+        out[name] = _unfitted(name, env).fit()
     return out
 
 

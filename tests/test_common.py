@@ -94,6 +94,13 @@ def _distill_cv_ridge(paths, labels=None):
     return DistillationClassifierCV(_teacher(paths, labels), make_pipeline(TfidfVectorizer(), Ridge()), random_state=0)
 
 
+def _onnx(paths, labels=None):
+    """An OnnxClassifier over a BiLSTM trained on the contract data and exported (see ``onnx_folders``)."""
+    from kdtext import OnnxClassifier
+
+    return OnnxClassifier(paths["onnx_str" if labels is not None else "onnx"], batch_size=16)
+
+
 # name -> (factory(paths[, labels]) -> unfitted estimator, param grid for GridSearchCV, check options)
 # Distillers take their classes from the teacher: their factory builds a teacher
 # for string labels too, and one gold class is not an error for them.
@@ -108,6 +115,10 @@ ESTIMATORS = {
     # the CV distiller trains the hard-label twin on the gold labels, so one gold class is an error for it
     "DistillationClassifierCV[tfidf+lr]": (_distill_cv_lr, {"cv": [2, 3]}, {}),
     "DistillationClassifierCV[tfidf+ridge]": (_distill_cv_ridge, {"include_twin": [True, False]}, {}),
+    # an already trained model: fit loads the folder and ignores X and y (as FrozenEstimator), so the checks
+    # that expect fit to look at them do not apply; its classes come from the export
+    "OnnxClassifier": (_onnx, {"batch_size": [1, 64]},
+                       {"string_twin": True, "skip": {"bad_input": "fit ignores X and y: the model is trained"}}),
 }
 
 
@@ -122,11 +133,28 @@ def contract_data():
     return X, y
 
 
+@pytest.fixture(scope="module")
+def onnx_folders(contract_data, tmp_path_factory):
+    """BiLSTMs trained on the contract data (int and string labels), exported for OnnxClassifier."""
+    pytest.importorskip("onnxruntime")
+    X, y = contract_data
+    folders = {}
+    for key, labels in (("onnx", y), ("onnx_str", STRING_LABELS[y])):
+        est = _bilstm(None).set_params(epochs=8).fit(X, labels)
+        folders[key] = str(est.export_onnx(tmp_path_factory.mktemp("contract-onnx") / key))
+    return folders
+
+
 @pytest.mark.parametrize("check", list(CONTRACT_CHECKS))
 @pytest.mark.parametrize("name", list(ESTIMATORS))
-def test_contract(name, check, paths, contract_data):
+def test_contract(name, check, paths, contract_data, request):
     factory, grid, options = ESTIMATORS[name]
     X, y = contract_data
-    if name.startswith("DistillationClassifier"):
+    options = dict(options)
+    if check in options.pop("skip", {}):
+        pytest.skip(f"{name}: {ESTIMATORS[name][2]['skip'][check]}")
+    if name.startswith("OnnxClassifier"):
+        paths = {**paths, **request.getfixturevalue("onnx_folders")}
+    if name.startswith("DistillationClassifier") or options.pop("string_twin", False):
         options = {**options, "estimator_for_strings": factory(paths, STRING_LABELS)}
     check_text_classifier(factory(paths), X, y, param_grid=grid, checks=[check], **options)

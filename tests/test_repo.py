@@ -32,6 +32,6 @@ def test_import_is_lazy():
 def test_public_names():
     import kdtext
 
-    for name in ("DistillationClassifier", "TransformerClassifier", "BiLSTMClassifier"):
+    for name in ("DistillationClassifier", "TransformerClassifier", "BiLSTMClassifier", "OnnxClassifier"):
         assert name in kdtext.__all__
         assert getattr(kdtext, name).__name__ == name
