@@ -17,7 +17,9 @@ the test split (stratified sample of ``--max-test`` texts):
   (about 600 optimizer steps, early stopping on the validation split);
 - ``cls_auto``: ``epochs="auto", learning_rate=1e-4`` with the default head;
 - ``mean_auto_head``: ``mean_auto`` with ``head_learning_rate=1e-3``;
-- ``mean_auto_balanced``: ``mean_auto`` with ``class_weight="balanced"``.
+- ``mean_auto_balanced``: ``mean_auto`` with ``class_weight="balanced"``;
+- ``mean_auto_balanced_noes``: that without early stopping (all epochs run,
+  the best on the validation split restored).
 
 Metric: accuracy (sst2, imdb, banking77), macro-F1 (goemotions_ekman), F1 of
 class 1 (ru_toxic, germeval2018); with one bootstrap standard error (200
@@ -68,6 +70,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "cls_auto": dict(_AUTO),
     "mean_auto_head": {"pooling": "mean", **_AUTO, "head_learning_rate": 1e-3},
     "mean_auto_balanced": {"pooling": "mean", **_AUTO, "class_weight": "balanced"},
+    "mean_auto_balanced_noes": {"pooling": "mean", **_AUTO, "class_weight": "balanced", "n_iter_no_change": None},
 }
 
 
