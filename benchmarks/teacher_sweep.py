@@ -134,6 +134,7 @@ def run_config(name: str, cfg_name: str, X_l, y_l, X_t, y_t, args) -> dict[str, 
         "mean_top_proba": float(proba.max(axis=1).mean()),
         "epochs_run": int(clf.n_iter_), "best_epoch": int(clf.best_epoch_),
         "pooling": getattr(clf, "pooling_", None), "fit_seconds": round(fit_s, 1),
+        "valid_scores": [round(float(h["valid_score"]), 4) for h in clf.history_ if "valid_score" in h],
     }
 
 
