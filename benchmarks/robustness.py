@@ -36,15 +36,15 @@ Rows (``--rows`` a comma-separated subset; default all)
   fewer than 5 texts, scored with the set's metric, max_iter=2000, class_weight=None), gold labels only: the
   TUNED twin; its C is used below.
 - ``lr_distilled_hard_weighted``: DistillationClassifier(teacher, TF-IDF + LogisticRegression(C=twin's C),
-  target="hard") on labeled + transfer texts, y = gold or -1: kdtext's route (teacher labels weighted by the
-  teacher's confidence; kdtext's default alpha=0.5 adds the gold rows). Since issue 9 the route scales the weights to mean 1 per text
+  target="hard", alpha=0.5) on labeled + transfer texts, y = gold or -1: kdtext's route (teacher labels weighted
+  by the teacher's confidence; alpha=0.5 adds the gold rows). Since issue 9 the route scales the weights to mean 1 per text
   (``lr_distilled_hard_raw`` is the earlier rule).
 - ``lr_distilled_hard_unweighted``: the same student fitted with plain scikit-learn on the teacher's argmax label
   of every distinct transfer text, gold where the text has one, no sample weights (the candidate fix).
 - ``lr_distilled_hard_mean1``: the same, teacher-labeled rows weighted by the teacher's confidence normalised to
   mean 1 over those rows, gold rows weight 1; ``lr_distilled_hard_raw``: the same with the raw confidences as
   weights (the rule of kdtext's "hard" route before issue 9; the route now scales all weights to mean 1 per text).
-- ``lr_distilled_proba``: DistillationClassifier(..., target="proba") (temperature 2, alpha 0.5: defaults).
+- ``lr_distilled_proba``: DistillationClassifier(..., target="proba", temperature=2, alpha=0.5).
 - ``lr_distilled_default``: DistillationClassifier(teacher, TF-IDF + LogisticRegression(C=twin's C)) with every
   distillation parameter at kdtext's default (the row a new user gets); ``lr_cv``: DistillationClassifierCV on the
   same student with its default grid, the twin among the candidates, cv=3, scored with the set's metric.
@@ -595,7 +595,7 @@ def row_lr_twin(ctx: Context) -> dict:
 
 def row_lr_distilled_hard_weighted(ctx: Context) -> dict:
     C = ctx.twin_C()
-    out = _fit_kd(ctx, _kd(ctx, _lr(C), target="hard"))
+    out = _fit_kd(ctx, _kd(ctx, _lr(C), target="hard", alpha=0.5))
     out["params"] = {"C": C, "alpha": out["est"].alpha}
     return out
 
@@ -614,7 +614,7 @@ def row_lr_distilled_hard_raw(ctx: Context) -> dict:
 
 def row_lr_distilled_proba(ctx: Context) -> dict:
     C = ctx.twin_C()
-    out = _fit_kd(ctx, _kd(ctx, _lr(C), target="proba"))
+    out = _fit_kd(ctx, _kd(ctx, _lr(C), target="proba", alpha=0.5, temperature=2.0))
     out["params"] = {"C": C, "alpha": out["est"].alpha, "temperature": out["est"].temperature}
     return out
 
