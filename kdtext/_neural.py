@@ -608,7 +608,6 @@ class NeuralTextClassifier(SoftTargetStudentMixin, LogitsClassifierMixin, Classi
             optimizer = torch.optim.AdamW(params, lr=self.learning_rate)
             steps_per_epoch = math.ceil(len(train_idx) / self.batch_size)
             n_epochs = self._n_epochs(steps_per_epoch)
-            patience = self._patience(n_epochs)
             total = max(1, steps_per_epoch * n_epochs)
             warm = int(self.warmup_ratio * total)
 
@@ -708,7 +707,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, LogitsClassifierMixin, Classi
                         loop["no_improve"] = 0
                     else:
                         loop["no_improve"] += 1
-                        if patience is not None and loop["no_improve"] >= patience:
+                        if self.n_iter_no_change is not None and loop["no_improve"] >= self.n_iter_no_change:
                             logger.info("early stopping after epoch %d (best epoch %d)", epoch, loop["best_epoch"])
                             stop = True
                     # the epoch counts once its record is in: an interrupt from here on keeps it
@@ -743,15 +742,6 @@ class NeuralTextClassifier(SoftTargetStudentMixin, LogitsClassifierMixin, Classi
     _AUTO_STEPS = 600
     _AUTO_MIN_EPOCHS = 3
     _AUTO_MAX_EPOCHS = 30
-
-    def _patience(self, n_epochs: int) -> int | None:
-        """Epochs without a better validation score before stopping: ``n_iter_no_change``, and with
-        ``epochs="auto"`` at least a quarter of the planned epochs (short epochs on small data, noisy validation)."""
-        if self.n_iter_no_change is None:
-            return None
-        if self.epochs != "auto":
-            return int(self.n_iter_no_change)
-        return max(int(self.n_iter_no_change), math.ceil(n_epochs / 4))
 
     def _n_epochs(self, steps_per_epoch: int) -> int:
         """``epochs``, or for ``"auto"`` the passes needed for about 600 optimizer steps, within [3, 30]."""

@@ -361,12 +361,8 @@ class BiLSTMClassifier(NeuralTextClassifier):
         Share of the training texts held out (stratified) to pick the best
         epoch; its weights are restored at the end. None or 0 disables it.
     n_iter_no_change : int or None, default=3
-        Stop after this many epochs without a better validation score;
-        with ``epochs="auto"`` after at least a quarter of the planned
-        epochs (on small data an epoch is a few steps and the validation
-        split a few texts: patience 2 stopped GoEmotions on 250 texts at
-        the end of the warm-up). None runs all epochs (the best are still
-        restored).
+        Stop after this many epochs without a better validation score.
+        None runs all epochs (the best are still restored).
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the hard-label cross-entropy, as in
         scikit-learn: ``{label: weight}``, or ``"balanced"`` for

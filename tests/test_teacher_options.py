@@ -139,16 +139,3 @@ def test_epochs_auto_reaches_enough_steps():
                               validation_fraction=None, n_iter_no_change=None, random_state=0).fit(X, y)
     assert fitted.n_iter_ == 30  # 2 steps per epoch
 
-
-def test_epochs_auto_scales_the_patience(monkeypatch):
-    """With epochs="auto" short epochs on small data get a patience of at least a quarter of the epochs."""
-    assert BiLSTMClassifier(epochs="auto", n_iter_no_change=2)._patience(30) == 8
-    assert BiLSTMClassifier(epochs="auto", n_iter_no_change=2)._patience(5) == 2
-    assert BiLSTMClassifier(epochs="auto", n_iter_no_change=None)._patience(30) is None
-    assert BiLSTMClassifier(epochs=30, n_iter_no_change=2)._patience(30) == 2  # a fixed epoch count: as given
-    X, y = make_toy_texts(60, seed=0)
-    # a validation score that never improves after epoch 1: it stops after 1 + 8 epochs of the 30 planned
-    monkeypatch.setattr(BiLSTMClassifier, "_evaluate", lambda self, *a: (1.0, 0.5))
-    fitted = BiLSTMClassifier(vocab_size=300, embedding_dim=8, hidden_dim=8, batch_size=32, epochs="auto",
-                              n_iter_no_change=1, random_state=0).fit(X, y)
-    assert (fitted.best_epoch_, fitted.n_iter_) == (1, 9)
