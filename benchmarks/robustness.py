@@ -54,7 +54,7 @@ Rows (``--rows`` a comma-separated subset; default all)
 - ``bilstm_distilled_mse``: DistillationClassifier(teacher, BiLSTMClassifier(random_state=seed), loss="mse",
   alpha=0.0); ``bilstm_distilled_kl``: loss="kl", alpha=0.5, temperature=2.0; ``bilstm_distilled_mse_a05`` and
   ``bilstm_distilled_kl_a0``: the other two corners of loss x alpha; ``bilstm_distilled_default``:
-  kdtext's distillation defaults; ``bilstm_distilled_aug``: the mse row with ``augment=4`` (Tang et al.'s masking,
+  kdtext's distillation defaults (since issue 9: kl, T=2, alpha=0, i.e. the settings of ``bilstm_distilled_kl_a0``); ``bilstm_distilled_aug``: the mse row with ``augment=4`` (Tang et al.'s masking,
   swaps and n-gram sampling; the real teacher, saved beside its logit cache by ``save_pretrained``, labels the new
   texts, cached in ``robustness-labels-*``).
 
@@ -1048,6 +1048,52 @@ def summarise(payload: dict) -> tuple[list[int], dict]:
     return sizes, out
 
 
+#: the summary's columns: what a user gets, beside the teacher and the twins
+SUMMARY_ROWS = ["teacher", "lr_twin", "lr_distilled_default", "lr_cv", "ridge_distilled_logits", "bilstm_twin",
+                "bilstm_distilled_default", "bilstm_distilled_aug"]
+BINARY_METRICS = {"f1_pos"}
+
+
+def summary_table(out_dir: Path) -> str:
+    """One row per (set, n_labeled): the headline rows, then the issue's targets checked on them."""
+    header = "| set (metric) | n | " + " | ".join(SUMMARY_ROWS) + " | default / twin (LR, BiLSTM) | share of teacher (LR, BiLSTM) |"
+    lines = [header, "|---" * (len(SUMMARY_ROWS) + 4) + "|"]
+    gains, shares = {"lr": [], "bilstm": []}, {"lr": [], "bilstm": []}
+    for path in result_files(out_dir):
+        payload = read_results(path)
+        if not payload.get("rows"):
+            continue
+        sizes, cells = summarise(payload)
+        for n in sizes:
+            vals = []
+            for row in SUMMARY_ROWS:
+                c = cells.get((row, n))
+                vals.append("" if not c or c.get("metric") is None else f"{c['metric']:.3f}")
+            g, sh = [], []
+            for kind, row in (("lr", "lr_distilled_default"), ("bilstm", "bilstm_distilled_default")):
+                c = cells.get((row, n))
+                if c and c.get("gain") is not None:
+                    g.append(f"{c['gain']:+.3f} ± {c['gain_se']:.3f}")
+                    gains[kind].append(c["gain"])
+                else:
+                    g.append("–")
+                if c and c.get("share") is not None:
+                    sh.append(f"{c['share']:.0%}")
+                    shares[kind].append(c["share"])
+                else:
+                    sh.append("–")
+            lines.append(f"| {payload['set']} ({payload['metric']}) | {n} | " + " | ".join(vals)
+                         + f" | {', '.join(g)} | {', '.join(sh)} |")
+    lines.append("")
+    for kind in ("lr", "bilstm"):
+        if gains[kind]:
+            lines.append(f"- {kind} with defaults: mean gain over its twin {np.mean(gains[kind]):+.3f} "
+                         f"(min {min(gains[kind]):+.3f}); mean share of the teacher {np.mean(shares[kind]):.1%}")
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
 def markdown_tables(out_dir: Path) -> str:
     parts = []
     for path in result_files(out_dir):
@@ -1171,10 +1217,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="data root (default: $KDTEXT_DATA or ../shared/data)")
     parser.add_argument("--plot", action="store_true", help="draw robustness.png from every robustness_*.json")
     parser.add_argument("--table", action="store_true", help="print a markdown table per set from the JSON files")
+    parser.add_argument("--summary", action="store_true", help="print one markdown row per set and size, targets checked")
     args = parser.parse_args()
 
-    if args.set is None and not (args.plot or args.table):
-        parser.error("pass --set (to run), or --plot / --table (to report)")
+    if args.set is None and not (args.plot or args.table or args.summary):
+        parser.error("pass --set (to run), or --plot / --table / --summary (to report)")
     if args.set is not None:
         sizes = int_list(args.n_labeled)
         if not sizes:
@@ -1216,6 +1263,8 @@ def main() -> None:
             print(f"wrote {out_path}")
     if args.table:
         markdown_tables(args.out_dir)
+    if args.summary:
+        summary_table(args.out_dir)
     if args.plot:
         plot(args.out_dir)
 
