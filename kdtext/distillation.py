@@ -217,7 +217,8 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
     against its full distribution ("proba") scored 0.808 vs 0.805 accuracy on
     SST-2 and F1 0.841 vs 0.817 on the Russian toxic comments, where TF-IDF +
     Ridge on logits reached 0.810 (``benchmarks/README.md``). On smaller
-    sets "proba" can win (SST-2 with 5,000 texts: 0.759 vs 0.736);
+    sets "proba" can win (SST-2 with 5,000 texts: 0.759 against 0.736 for
+    "hard" with the defaults);
     :class:`~kdtext.DistillationClassifierCV` tries both.
 
     Parameters
