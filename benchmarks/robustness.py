@@ -668,23 +668,6 @@ def row_bilstm_twin(ctx: Context) -> dict:
     return {"est": est, "seconds": time.perf_counter() - t0, "params": {"best_epoch": int(est.best_epoch_)}}
 
 
-def row_bilstm_distilled_mse(ctx: Context) -> dict:
-    from kdtext import BiLSTMClassifier
-
-    out = _fit_kd(ctx, _kd(ctx, BiLSTMClassifier(random_state=ctx.seed), loss="mse", alpha=0.0))
-    out["params"] = {"loss": "mse", "alpha": 0.0, "best_epoch": int(out["est"].student_.best_epoch_)}
-    return out
-
-
-def row_bilstm_distilled_kl(ctx: Context) -> dict:
-    from kdtext import BiLSTMClassifier
-
-    out = _fit_kd(ctx, _kd(ctx, BiLSTMClassifier(random_state=ctx.seed), loss="kl", alpha=0.5, temperature=2.0))
-    out["params"] = {"loss": "kl", "alpha": 0.5, "temperature": 2.0,
-                     "best_epoch": int(out["est"].student_.best_epoch_)}
-    return out
-
-
 def _bilstm_kd(ctx: Context, loss: str, alpha: float) -> dict:
     from kdtext import BiLSTMClassifier
 
@@ -692,6 +675,14 @@ def _bilstm_kd(ctx: Context, loss: str, alpha: float) -> dict:
     out["params"] = {"loss": loss, "alpha": alpha, "temperature": 2.0,
                      "best_epoch": int(out["est"].student_.best_epoch_)}
     return out
+
+
+def row_bilstm_distilled_mse(ctx: Context) -> dict:
+    return _bilstm_kd(ctx, "mse", 0.0)
+
+
+def row_bilstm_distilled_kl(ctx: Context) -> dict:
+    return _bilstm_kd(ctx, "kl", 0.5)
 
 
 def row_bilstm_distilled_mse_a05(ctx: Context) -> dict:
