@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 from .base import (
     LogitsClassifierMixin,
     SoftTargetStudentMixin,
+    TextInputMixin,
     check_texts,
     check_texts_and_labels,
     encodable_texts,
@@ -195,7 +196,7 @@ class _TorchBlob:
         return torch.load(io.BytesIO(self.data), map_location=map_location, weights_only=False)
 
 
-class NeuralTextClassifier(SoftTargetStudentMixin, LogitsClassifierMixin, ClassifierMixin, BaseEstimator):
+class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassifierMixin, ClassifierMixin, BaseEstimator):
     """Base class of kdtext's torch text classifiers. Not for direct use."""
 
     _parameter_constraints: dict = {
@@ -284,8 +285,6 @@ class NeuralTextClassifier(SoftTargetStudentMixin, LogitsClassifierMixin, Classi
     # ------------------------------------------------------------ sklearn API
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
         tags.non_deterministic = self.random_state is None
         return tags
 

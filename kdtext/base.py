@@ -424,6 +424,20 @@ def is_soft_target_student(estimator: Any) -> bool:
     return callable(getattr(estimator, "fit_soft", None))
 
 
+class TextInputMixin:
+    """scikit-learn tags of an estimator whose ``X`` is a 1-D sequence of texts (strings, not a 2-D array).
+
+    Put it before ``BaseEstimator`` in the bases; a subclass that adds tags
+    calls ``super().__sklearn_tags__()``.
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+
 class LogitsClassifierMixin:
     """``predict``, ``predict_proba``, ``predict_log_proba``, ``decision_function`` and ``score`` from logits.
 

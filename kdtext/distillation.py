@@ -20,6 +20,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter
 
 from .base import (
+    TextInputMixin,
     check_sample_weight,
     check_score_labels,
     check_texts,
@@ -165,7 +166,7 @@ def _student_gives(kind: str):
     return check
 
 
-class _SharesTeacherMixin:
+class _SharesTeacherMixin(TextInputMixin):
     """Clone keeps the fitted teacher object; text input tags. For the distillers."""
 
     def __sklearn_clone__(self):
@@ -173,12 +174,6 @@ class _SharesTeacherMixin:
         # refits or copies it (as sklearn.frozen.FrozenEstimator does).
         params = {k: clone(v, safe=False) for k, v in self.get_params(deep=False).items() if k != "teacher"}
         return type(self)(self.teacher, **params)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
-        return tags
 
 
 class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, ClassifierMixin, BaseEstimator):

@@ -21,7 +21,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .base import check_score_labels, check_texts, is_soft_target_student
+from .base import TextInputMixin, check_score_labels, check_texts, is_soft_target_student
 from .distillation import (
     DistillationClassifier,
     _check_partly_labeled_scoring,
@@ -72,7 +72,7 @@ def _default_grid(student: Any) -> list[dict[str, list]]:
     )
 
 
-class _RegressorTwin(ClassifierMixin, BaseEstimator):
+class _RegressorTwin(TextInputMixin, ClassifierMixin, BaseEstimator):
     """The hard-label twin of a regressor student: it regresses one-hot gold labels, the argmax predicts.
 
     Parameters
@@ -83,12 +83,6 @@ class _RegressorTwin(ClassifierMixin, BaseEstimator):
 
     def __init__(self, regressor: Any):
         self.regressor = regressor
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
-        return tags
 
     def fit(self, X, y):
         texts = check_texts(X)

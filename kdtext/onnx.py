@@ -39,7 +39,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import Interval
 
-from .base import LogitsClassifierMixin, check_texts, encodable_texts
+from .base import LogitsClassifierMixin, TextInputMixin, check_texts, encodable_texts
 from .exceptions import ModelNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -445,7 +445,7 @@ def _read_config(folder: Path) -> dict:
     return config
 
 
-class OnnxClassifier(LogitsClassifierMixin, ClassifierMixin, BaseEstimator):
+class OnnxClassifier(TextInputMixin, LogitsClassifierMixin, ClassifierMixin, BaseEstimator):
     """A scikit-learn classifier over a folder written by :func:`export_onnx`, without torch.
 
     Serving needs ``onnxruntime``, ``tokenizers``, numpy and scikit-learn
@@ -537,12 +537,6 @@ class OnnxClassifier(LogitsClassifierMixin, ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.providers = providers
         self.n_threads = n_threads
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
-        return tags
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **params) -> "OnnxClassifier":

@@ -29,7 +29,7 @@ from typing import Any
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from kdtext.base import check_texts
+from kdtext.base import TextInputMixin, check_texts
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +45,11 @@ _ALPHABETS = {
 _SPACES = re.compile(r"\s+")
 
 
-class _TextTransformer(TransformerMixin, BaseEstimator):
+class _TextTransformer(TextInputMixin, TransformerMixin, BaseEstimator):
     """Shared plumbing: stateless, 1-D string input, list-of-str output."""
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
         tags.requires_fit = False
         return tags
 
