@@ -21,6 +21,7 @@ _LAZY = {
     "StopWordRemover": "kdtext.preprocessing",
     "shrink_transformer": "kdtext.shrink",
     "OnnxClassifier": "kdtext.onnx",
+    "StaticEmbeddingClassifier": "kdtext.static",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -66,6 +66,21 @@ def _bilstm(paths):
     )
 
 
+def _static(paths):
+    from kdtext import StaticEmbeddingClassifier
+
+    return StaticEmbeddingClassifier(
+        paths["tiny_bert"], pca_dims=8, hidden_dim=8, epochs=4, batch_size=8, learning_rate=1e-2,
+        validation_fraction=None, random_state=0,
+    )
+
+
+def _distill_static(paths, labels=None):
+    from kdtext import DistillationClassifier
+
+    return DistillationClassifier(_teacher(paths, labels), _static(paths))
+
+
 def _distill_bilstm(paths, labels=None):
     from kdtext import DistillationClassifier
 
@@ -108,6 +123,8 @@ _DISTILLER = {"single_class_is_error": False}
 ESTIMATORS = {
     "TransformerClassifier": (_transformer, {"epochs": [1, 2]}, {}),
     "BiLSTMClassifier": (_bilstm, {"hidden_dim": [8, 16]}, {}),
+    "StaticEmbeddingClassifier": (_static, {"hidden_dim": [0, 8]}, {}),
+    "DistillationClassifier[static]": (_distill_static, {"loss": ["kl", "mse"]}, _DISTILLER),
     "DistillationClassifier[bilstm]": (_distill_bilstm, {"temperature": [1.0, 4.0]}, _DISTILLER),
     "DistillationClassifier[tfidf+ridge]": (_distill_ridge, {"student__ridge__alpha": [0.1, 1.0]}, _DISTILLER),
     "DistillationClassifier[tfidf+lr]": (_distill_lr, {"alpha": [0.0, 0.5]}, _DISTILLER),

@@ -1,0 +1,601 @@
+"""A static-embedding student made from the teacher's own encoder.
+
+:class:`StaticEmbeddingClassifier` is Model2Vec (Tulkens & van Dongen, 2024)
+turned into a kdtext student: every vocabulary piece of a transformer is
+passed through its encoder alone, the output vectors are reduced with PCA
+and weighted by how frequent each piece is in the training texts (SIF), and
+a text is the mean of its pieces' vectors, followed by a small trainable
+head. The vectors stay trainable, so :meth:`~StaticEmbeddingClassifier.fit_soft`
+tunes them on a teacher's logits. Prediction is one table lookup and one
+small matrix product per text: hundreds of times faster than the teacher.
+
+Needs ``pip install "kdtext[static]"`` (``model2vec`` and ``skeletoken``) to
+fit; a fitted or saved student predicts without them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import json
+import logging
+import os
+import re
+import sys
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._neural import NeuralTextClassifier
+from .exceptions import ModelNotFoundError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["StaticEmbeddingClassifier", "StaticEmbeddingModule"]
+
+MODULE_CONFIG_NAME = "static_config.json"
+WEIGHTS_NAME = "model.safetensors"
+TOKENIZER_NAME = "tokenizer.json"
+
+_INSTALL_HINT = 'pip install "kdtext[static]"'
+# characters that str.split() splits on
+_PY_WHITESPACE = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+# the word cache is cleared when it holds this many distinct words
+_CACHE_LIMIT = 1_000_000
+# training texts on which the word cache is checked against the tokenizer before it is used
+_CACHE_CHECK = 2000
+
+
+def _require_model2vec():
+    try:
+        from model2vec.distill import inference
+    except ImportError as exc:
+        raise ImportError(
+            f"StaticEmbeddingClassifier.fit needs model2vec and skeletoken ({exc}). Install them with {_INSTALL_HINT}."
+        ) from None
+    return inference
+
+
+@contextlib.contextmanager
+def _model2vec_progress(verbose: int):
+    """model2vec's per-token forward pass always shows a tqdm bar; show it only when ``verbose``."""
+    inference = _require_model2vec()
+    original = inference.tqdm
+    inference.tqdm = functools.partial(original, disable=not verbose)
+    try:
+        yield inference
+    finally:
+        inference.tqdm = original
+
+
+def _special_template(tokenizer) -> tuple[list[int], list[int]]:
+    """The special-token ids the tokenizer puts before and after a single text (``[CLS]`` / ``[SEP]`` for BERT)."""
+    plain = tokenizer.encode("the", add_special_tokens=False).ids
+    full = tokenizer.encode("the", add_special_tokens=True).ids
+    for at in range(len(full) - len(plain) + 1):
+        if full[at : at + len(plain)] == plain:
+            return full[:at], full[at + len(plain) :]
+    return [], []  # a post-processor that rewrites the pieces: no special tokens around each piece
+
+
+class _WordCache:
+    """Token ids of a text as the concatenation of its whitespace-separated words' ids, each word tokenized once.
+
+    For the tokenizers of BERT, XLM-R and most others, normalisation and
+    pre-tokenisation never join two words that whitespace separates, so the
+    ids of ``text`` equal those of ``text.split()``'s words concatenated; the
+    tokenizer is then run on each distinct word once instead of on every
+    text, which makes tokenization several times faster. :meth:`build`
+    checks that this holds for a tokenizer: for each character that
+    ``str.split`` splits on (those the tokenizer joins instead are sent to the
+    tokenizer whole, with the texts holding them) and on real texts. A
+    tokenizer that fails (e.g. GPT-2's byte-level BPE without a prefix space)
+    gets no cache: every text goes through the tokenizer.
+    """
+
+    def __init__(self, unsafe: str):
+        self.unsafe_chars = unsafe
+        self.unsafe = re.compile("[" + re.escape(unsafe) + "]") if unsafe else None
+        self.words: dict[str, list[int]] = {}
+
+    def __getstate__(self):  # the words are a cache: not pickled
+        return {"unsafe_chars": self.unsafe_chars}
+
+    def __setstate__(self, state):
+        self.__init__(state["unsafe_chars"])
+
+    @classmethod
+    def build(cls, tokenizer, texts: list[str]) -> "_WordCache | None":
+        def ids(text):
+            return tokenizer.encode(text, add_special_tokens=False).ids
+
+        left, right = ids("word"), ids("piece")
+        if not left or not right or ids("word piece") != left + right:
+            return None
+        unsafe = "".join(c for c in _PY_WHITESPACE if ids(f"word{c}piece") != left + right)
+        cache = cls(unsafe)
+        sample = texts[:: max(1, len(texts) // _CACHE_CHECK)][:_CACHE_CHECK]
+        exact = [e.ids for e in tokenizer.encode_batch(sample, add_special_tokens=False)]
+        if cache.encode(tokenizer, sample) != exact:
+            logger.info("StaticEmbeddingClassifier: the tokenizer joins words across whitespace; no word cache")
+            return None
+        return cache
+
+    def encode(self, tokenizer, texts: list[str]) -> list[list[int]]:
+        words = self.words
+        unsafe = self.unsafe.search if self.unsafe is not None else None
+        whole = [i for i, t in enumerate(texts) if unsafe is not None and unsafe(t)]
+        skip = set(whole)
+        new = {w for i, t in enumerate(texts) if i not in skip for w in t.split() if w not in words}
+        if new:
+            if len(words) + len(new) > _CACHE_LIMIT:
+                words.clear()
+                new = {w for i, t in enumerate(texts) if i not in skip for w in t.split()}
+            new = sorted(new)
+            for w, e in zip(new, tokenizer.encode_batch(new, add_special_tokens=False)):
+                words[w] = e.ids
+        get = words.__getitem__
+        out = [list(itertools.chain.from_iterable(map(get, t.split()))) if i not in skip else None
+               for i, t in enumerate(texts)]
+        if whole:
+            for i, e in zip(whole, tokenizer.encode_batch([texts[i] for i in whole], add_special_tokens=False)):
+                out[i] = e.ids
+        return out
+
+
+class StaticEmbeddingModule(torch.nn.Module):
+    """Mean of static token vectors, optionally L2-normalised, then a linear or one-hidden-layer head.
+
+    ``id_map`` maps each id of the teacher's tokenizer to a row of
+    ``embedding``; row 0 is the zero vector of pieces the model does not keep
+    (padding, pieces unseen in training with ``vocabulary="corpus"``), which
+    are left out of the mean.
+    """
+
+    def __init__(self, vocab_size: int, n_rows: int, embedding_dim: int, hidden_dim: int, n_classes: int,
+                 dropout: float = 0.0, normalize: bool = True):
+        super().__init__()
+        self.config = {
+            "vocab_size": int(vocab_size), "n_rows": int(n_rows), "embedding_dim": int(embedding_dim),
+            "hidden_dim": int(hidden_dim), "n_classes": int(n_classes), "dropout": float(dropout),
+            "normalize": bool(normalize),
+        }
+        self.register_buffer("id_map", torch.zeros(vocab_size, dtype=torch.long))
+        self.embedding = torch.nn.Embedding(n_rows, embedding_dim, padding_idx=0)
+        self.dropout = torch.nn.Dropout(dropout)
+        if hidden_dim:
+            self.hidden = torch.nn.Linear(embedding_dim, hidden_dim)
+            self.classifier = torch.nn.Linear(hidden_dim, n_classes)
+        else:
+            self.hidden = None
+            self.classifier = torch.nn.Linear(embedding_dim, n_classes)
+
+    def embed(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The text vectors, shape (batch, embedding_dim)."""
+        rows = self.id_map[input_ids]
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        keep = ((positions[None, :] < lengths[:, None]) & (rows != 0)).unsqueeze(-1)
+        vectors = self.embedding(rows) * keep.to(self.embedding.weight.dtype)
+        return vectors.sum(dim=1) / keep.sum(dim=1).clamp(min=1).to(vectors.dtype)
+
+    def head(self, pooled: torch.Tensor) -> torch.Tensor:
+        if self.config["normalize"]:
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        x = self.dropout(pooled)
+        if self.hidden is not None:
+            x = self.dropout(torch.relu(self.hidden(x)))
+        return self.classifier(x)
+
+    def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(input_ids, lengths))
+
+    def bag_forward(self, rows: np.ndarray, lengths: np.ndarray, device) -> torch.Tensor:
+        """The same logits from the table rows of all texts concatenated (no padding): for fast inference."""
+        counts = np.add.reduceat(rows != 0, np.r_[0, np.cumsum(lengths)[:-1]]) if len(rows) else np.zeros(len(lengths))
+        counts = np.where(lengths > 0, counts, 0)  # reduceat gives the next text's first value for empty ones
+        offsets = torch.from_numpy(np.r_[0, np.cumsum(lengths)[:-1]]).to(device)
+        summed = torch.nn.functional.embedding_bag(torch.from_numpy(rows).to(device), self.embedding.weight,
+                                                   offsets, mode="sum")
+        pooled = summed / torch.from_numpy(np.maximum(counts, 1)).to(device=device, dtype=summed.dtype)[:, None]
+        return self.head(pooled)
+
+
+class StaticEmbeddingClassifier(NeuralTextClassifier):
+    """A static-embedding text classifier distilled from a transformer's own vocabulary (Model2Vec).
+
+    ``fit`` (and :meth:`fit_soft`, which :class:`~kdtext.DistillationClassifier`
+    calls) first builds the static vectors: every vocabulary piece of
+    ``model`` that the training texts use is passed through the encoder alone
+    (``[CLS] piece [SEP]``, mean-pooled: Model2Vec's
+    ``create_embeddings``), reduced to ``pca_dims`` with Model2Vec's PCA and
+    scaled by the SIF weight ``a / (a + p)``, where ``p`` is the piece's real
+    frequency in the training texts (Model2Vec guesses ``p`` from the piece's
+    rank by Zipf's law, having no texts). A text is then the mean of its
+    pieces' vectors, L2-normalised, followed by a small head; vectors and head
+    train together with kdtext's loop (early stopping, best weights kept,
+    interrupts, checkpoints). The tokenizer is the teacher's own fast
+    tokenizer, so student and teacher split texts alike.
+
+    Give it the teacher's folder (``teacher.save_pretrained(folder)``): the
+    encoder fine-tuned on the task makes better vectors than the raw
+    checkpoint.
+
+    Parameters
+    ----------
+    model : str, path-like or None, default=None
+        The transformer whose vocabulary and encoder make the vectors: a
+        folder written by ``save_pretrained`` (of a fitted
+        :class:`~kdtext.TransformerClassifier`, or any transformers model
+        with a fast tokenizer) or a hub id. None: all-MiniLM-L6-v2 (the
+        ``minilm`` extra). Only its base encoder is used (a classification
+        head is dropped).
+    vocabulary : {"corpus", "full"}, default="corpus"
+        ``"corpus"`` keeps only the pieces the training texts use (the
+        vocabulary cut of the tutorial and of
+        :func:`~kdtext.shrink_transformer`): the encoder runs on those pieces
+        only and the model is as small as the corpus; pieces first seen at
+        prediction are left out of a text's mean. ``"full"`` keeps every
+        piece of the tokenizer (250,000 for multilingual-e5-small: a forward
+        pass over each, and a large model).
+    pca_dims : int or None, default=256
+        Width of the vectors after PCA (Model2Vec's default). None keeps the
+        encoder's width; a value above it keeps that width too.
+    sif_coefficient : float or None, default=1e-4
+        The ``a`` of the SIF weight (Model2Vec's default); None weighs all
+        pieces alike.
+    normalize : bool, default=True
+        L2-normalise the text vector before the head (as Model2Vec does).
+    hidden_dim : int, default=256
+        Width of the head's hidden ReLU layer; 0 makes the head linear.
+    dropout : float, default=0.1
+        Dropout on the text vector and after the hidden layer.
+    freeze_embeddings : bool, default=False
+        Keep the static vectors fixed; only the head trains.
+    max_length : int, default=512
+        Texts are truncated to this many pieces.
+    batch_size : int, default=32
+        Training batch size.
+    epochs : int or "auto", default="auto"
+        Maximum number of passes over the training texts. ``"auto"``: as
+        many as make about 600 optimizer steps, at least 3 and at most 30;
+        early stopping still ends training sooner.
+    learning_rate : float, default=1e-3
+        Peak AdamW learning rate (linear decay to zero).
+    weight_decay : float, default=0.0
+        AdamW weight decay (not on biases). Decay would pull the pretrained
+        vectors towards zero.
+    warmup_ratio : float, default=0.0
+        Share of the training steps spent warming up the learning rate.
+    validation_fraction : float or None, default=0.1
+        Share of the training texts held out (stratified) to pick the best
+        epoch. None or 0 disables it.
+    n_iter_no_change : int or None, default=3
+        Stop after this many epochs without a better validation score.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the hard-label loss, as in scikit-learn.
+    predict_batch_size : int, default=1024
+        Batch size for inference.
+    device : {"auto", "cpu", "cuda", "mps"} or str, default="auto"
+        Where to build the vectors, train and predict, resolved in ``fit``.
+    mixed_precision : bool or "auto", default="auto"
+        Autocast, as for :class:`~kdtext.BiLSTMClassifier`.
+    checkpoint_dir : str, path-like or None, default=None
+        Folder for resumable training state, as for
+        :class:`~kdtext.BiLSTMClassifier`.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, dropout, shuffling and the validation split,
+        without touching the global RNG state.
+    verbose : int, default=0
+        0 is silent; 1 shows progress bars (Model2Vec's included) and
+        per-epoch lines.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The labels seen in ``fit``.
+    tokenizer_ : tokenizers.Tokenizer
+        A copy of the model's fast tokenizer.
+    model_ : StaticEmbeddingModule
+        The trained module (``model_.embedding`` holds the vectors).
+    n_pieces_ : int
+        Vocabulary pieces kept (rows of the vector table, without the zero row).
+    device_ : torch.device
+        The device resolved in ``fit``.
+    history_ : list of dict
+        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score``, ``time``.
+    n_iter_ : int
+        Epochs run.
+    best_epoch_ : int
+        Epoch whose weights were kept.
+    interrupted_ : bool
+        Whether ``fit`` was stopped by ``KeyboardInterrupt``.
+
+    See Also
+    --------
+    kdtext.BiLSTMClassifier : a student with its own vocabulary, trained from scratch.
+    kdtext.DistillationClassifier : distil a teacher into this student.
+
+    References
+    ----------
+    Tulkens, S., van Dongen, T. (2024). Model2Vec: fast state-of-the-art static
+    embeddings. https://github.com/MinishLab/model2vec
+
+    Examples
+    --------
+    >>> from kdtext import DistillationClassifier, StaticEmbeddingClassifier
+    >>> teacher.save_pretrained("teacher")  # doctest: +SKIP
+    >>> student = StaticEmbeddingClassifier("teacher", random_state=0)  # doctest: +SKIP
+    >>> kd = DistillationClassifier(teacher, student).fit(texts, y)  # doctest: +SKIP
+    >>> kd.predict(["a great film"])  # doctest: +SKIP
+    array([1])
+    """
+
+    _parameter_constraints: dict = {
+        **NeuralTextClassifier._parameter_constraints,
+        "model": [str, os.PathLike, None],
+        "vocabulary": [StrOptions({"corpus", "full"})],
+        "pca_dims": [Interval(Integral, 1, None, closed="left"), None],
+        "sif_coefficient": [Interval(Real, 0, 1, closed="neither"), None],
+        "normalize": ["boolean"],
+        "hidden_dim": [Interval(Integral, 0, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "freeze_embeddings": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        *,
+        vocabulary: str = "corpus",
+        pca_dims: int | None = 256,
+        sif_coefficient: float | None = 1e-4,
+        normalize: bool = True,
+        hidden_dim: int = 256,
+        dropout: float = 0.1,
+        freeze_embeddings: bool = False,
+        max_length: int = 512,
+        batch_size: int = 32,
+        epochs: int | str = "auto",
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_ratio: float = 0.0,
+        validation_fraction: float | None = 0.1,
+        n_iter_no_change: int | None = 3,
+        class_weight: dict | str | None = None,
+        predict_batch_size: int = 1024,
+        device: str = "auto",
+        mixed_precision: bool | str = "auto",
+        checkpoint_dir: str | os.PathLike | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+    ):
+        self.model = model
+        self.vocabulary = vocabulary
+        self.pca_dims = pca_dims
+        self.sif_coefficient = sif_coefficient
+        self.normalize = normalize
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        self.freeze_embeddings = freeze_embeddings
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.warmup_ratio = warmup_ratio
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.class_weight = class_weight
+        self.predict_batch_size = predict_batch_size
+        self.device = device
+        self.mixed_precision = mixed_precision
+        self.checkpoint_dir = checkpoint_dir
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ---------------------------------------------------------------- hooks
+    def _init_model(self, texts, n_classes):
+        from tokenizers import Tokenizer
+        from transformers import AutoModel
+
+        from .teachers import load_tokenizer_and_model, resolve_model_path
+
+        _require_model2vec()  # before the encoder is loaded: a missing extra fails fast
+        path = resolve_model_path(self.model)
+        hf_tokenizer, encoder = load_tokenizer_and_model(path, AutoModel, verbose=self.verbose,
+                                                         what="StaticEmbeddingClassifier model")
+        backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise TypeError(
+                f"StaticEmbeddingClassifier needs a fast (tokenizers-backed) tokenizer; {path} has a "
+                f"{type(hf_tokenizer).__name__}. Use a model whose folder holds a tokenizer.json."
+            )
+        self.tokenizer_ = Tokenizer.from_str(backend.to_str())
+        self.tokenizer_.no_padding()
+        self.tokenizer_.no_truncation()
+        # ids can have gaps (a vocabulary file with a repeated piece): size the map by the largest id
+        vocab_size = max(max(self.tokenizer_.get_vocab(with_added_tokens=True).values()) + 1, len(hf_tokenizer))
+        pad = hf_tokenizer.pad_token_id
+        self._pad_id = 0 if pad is None else int(pad)
+        self._word_cache = _WordCache.build(self.tokenizer_, texts)
+
+        counts = np.zeros(vocab_size, dtype=np.int64)
+        for start in range(0, len(texts), 4096):
+            ids = np.fromiter((i for s in self._encode(texts[start : start + 4096]) for i in s), dtype=np.int64)
+            counts += np.bincount(ids, minlength=vocab_size)[:vocab_size]
+        counts[self._pad_id] = 0  # the stand-in of empty texts, not a piece
+        special = set(hf_tokenizer.all_special_ids)
+        if self.vocabulary == "full":
+            keep = np.ones(vocab_size, dtype=bool)
+            keep[[i for i in special if counts[i] == 0 and i < vocab_size]] = False
+            keep[self._pad_id] = False
+        else:
+            keep = counts > 0
+        kept = np.flatnonzero(keep)
+        if len(kept) == 0:
+            raise ValueError(
+                "The training texts hold no vocabulary pieces of the model's tokenizer (all empty?); "
+                "StaticEmbeddingClassifier needs texts with words."
+            )
+        prefix, suffix = _special_template(self.tokenizer_)
+        with _model2vec_progress(self.verbose) as inference:
+            vectors = inference.create_embeddings(
+                model=encoder, tokenized=[[*prefix, int(i), *suffix] for i in kept], device=str(self.device_),
+                pad_token_id=self._pad_id, pooling="mean",
+            )
+            del encoder
+            width = vectors.shape[1]
+            if self.pca_dims is not None and len(kept) > min(self.pca_dims, width):
+                vectors = inference.apply_pca(vectors, min(int(self.pca_dims), width))
+        if self.sif_coefficient is not None:
+            p = counts[kept] / max(int(counts.sum()), 1)
+            vectors = vectors * (self.sif_coefficient / (self.sif_coefficient + p))[:, None]
+        vectors = np.asarray(vectors, dtype=np.float32)
+        self.n_pieces_ = int(len(kept))
+        self.model_ = StaticEmbeddingModule(
+            vocab_size=vocab_size, n_rows=len(kept) + 1, embedding_dim=vectors.shape[1], hidden_dim=self.hidden_dim,
+            n_classes=n_classes, dropout=self.dropout, normalize=self.normalize,
+        )
+        with torch.no_grad():
+            self.model_.embedding.weight[1:] = torch.from_numpy(vectors)
+            self.model_.embedding.weight[0] = 0.0
+            self.model_.id_map[torch.from_numpy(kept)] = torch.arange(1, len(kept) + 1)
+        if self.freeze_embeddings:
+            self.model_.embedding.weight.requires_grad_(False)
+        logger.info("StaticEmbeddingClassifier: %d pieces of %s, %d dimensions", len(kept), path, vectors.shape[1])
+
+    # fitted state without a trailing underscore (set by _init_model / _load_model)
+    _private_fitted_attributes = NeuralTextClassifier._private_fitted_attributes + ("_word_cache",)
+
+    def _encode(self, texts):
+        if not texts:
+            return []
+        n = int(self.max_length)
+        pad = self._pad_id
+        cache = getattr(self, "_word_cache", None)
+        if cache is not None:
+            seqs = cache.encode(self.tokenizer_, texts)
+        else:
+            seqs = [e.ids for e in self.tokenizer_.encode_batch(texts, add_special_tokens=False)]
+        # an empty text becomes one pad token, which maps to the zero row: the head's bias decides
+        return [s[:n] or [pad] for s in seqs]
+
+    def _predict_logits(self, texts, *, progress_desc="predict"):
+        """As the base class, without padding: each chunk's ids go through the table as one flat bag."""
+        out = np.empty((len(texts), len(self.classes_)), dtype=np.float32)
+        if not texts:
+            return out
+        from .base import encodable_texts
+
+        texts = encodable_texts(texts)
+        model = self.model_
+        was_training = model.training
+        model.eval()
+        id_map = model.id_map.cpu().numpy()
+        bs = max(int(self.predict_batch_size), 1)
+        pbar = self._progress(total=len(texts), desc=progress_desc, unit="text")
+        try:
+            with torch.inference_mode(), self._autocast():
+                for start, seqs in self._iter_encoded_chunks(texts):
+                    for b in range(0, len(seqs), bs):
+                        part = seqs[b : b + bs]
+                        lengths = np.fromiter(map(len, part), dtype=np.int64, count=len(part))
+                        rows = id_map[np.fromiter(itertools.chain.from_iterable(part), dtype=np.int64,
+                                                  count=int(lengths.sum()))]
+                        logits = model.bag_forward(rows, lengths, self.device_)
+                        out[start + b : start + b + len(part)] = logits.float().cpu().numpy()
+                    if pbar is not None:
+                        pbar.update(len(seqs))
+        finally:
+            if pbar is not None:
+                pbar.close()
+            model.train(was_training)
+        return out
+
+    def _collate(self, seqs, device):
+        lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+        ids = torch.full((len(seqs), int(lengths.max())), self._pad_id, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+        return {"input_ids": ids.to(device), "lengths": lengths.to(device)}
+
+    def _forward(self, batch):
+        return self.model_(batch["input_ids"], batch["lengths"])
+
+    def _onnx_tokenizer(self):
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_str(self.tokenizer_.to_str())
+        tok.no_padding()
+        tok.enable_truncation(int(self.max_length))  # the same as ids[:max_length] without special tokens
+        return tok, {"add_special_tokens": False, "empty_as_pad": True}
+
+    def _param_groups(self) -> list[dict]:
+        # weight decay on the head's matrices only: decay would pull the pretrained vectors towards zero
+        decay, no_decay = [], []
+        for name, p in self.model_.named_parameters():
+            if not p.requires_grad:
+                continue
+            (decay if p.ndim >= 2 and not name.startswith("embedding") else no_decay).append(p)
+        return [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def _fitted_config(self) -> dict:
+        return {"n_pieces": getattr(self, "n_pieces_", None)}
+
+    def _restore_fitted_config(self, config: dict) -> None:
+        if config.get("n_pieces") is not None:
+            self.n_pieces_ = int(config["n_pieces"])
+
+    def _save_model(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
+        save_file(state, str(path / WEIGHTS_NAME))
+        self.tokenizer_.save(str(path / TOKENIZER_NAME))
+        cache = getattr(self, "_word_cache", None)
+        config = {"module": self.model_.config, "pad_id": int(self._pad_id),
+                  "word_cache": None if cache is None else {"unsafe_chars": cache.unsafe_chars}}
+        (path / MODULE_CONFIG_NAME).write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+    def _load_model(self, path: Path) -> None:
+        from safetensors.torch import load_file
+        from tokenizers import Tokenizer
+
+        missing = [f for f in (MODULE_CONFIG_NAME, TOKENIZER_NAME, WEIGHTS_NAME) if not (path / f).is_file()]
+        if missing:
+            raise ModelNotFoundError(
+                f"The StaticEmbeddingClassifier folder {path} lacks {', '.join(missing)}; save_pretrained writes "
+                f"{MODULE_CONFIG_NAME}, {TOKENIZER_NAME} and {WEIGHTS_NAME}. Save the estimator again."
+            )
+        try:
+            config = json.loads((path / MODULE_CONFIG_NAME).read_text(encoding="utf-8"))
+            module_config = dict(config["module"])
+            pad = int(config["pad_id"])
+            cache = config.get("word_cache")
+            self._word_cache = None if cache is None else _WordCache(str(cache["unsafe_chars"]))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ModelNotFoundError(
+                f"{path / MODULE_CONFIG_NAME} is damaged or truncated ({type(exc).__name__}: {exc}). Save the "
+                "estimator again."
+            ) from None
+        try:
+            self.tokenizer_ = Tokenizer.from_file(str(path / TOKENIZER_NAME))
+        except Exception as exc:
+            raise ModelNotFoundError(
+                f"{path / TOKENIZER_NAME} cannot be read ({exc}); it is damaged or truncated. Save the estimator again."
+            ) from None
+        self._pad_id = pad
+        try:
+            self.model_ = StaticEmbeddingModule(**module_config)
+            self.model_.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
+        except Exception as exc:
+            raise ModelNotFoundError(
+                f"{path / WEIGHTS_NAME} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0]}); it is "
+                "damaged, truncated or from another model. Save the estimator again."
+            ) from None
+        self.n_pieces_ = int(module_config["n_rows"]) - 1
