@@ -1,7 +1,7 @@
 """Alpha sweep: how much weight should gold labels get? (the Russian tutorial's plot, in kdtext)
 
-Distils the SST-2 MiniLM teacher of ``distill_sst2.py`` (reused from ``benchmarks/.cache`` when that script has
-run, fitted otherwise) into a BiLSTM with ``loss="kl"``, T=2, and alpha in 0, 0.25, 0.5, 0.75, 1
+Distils the SST-2 MiniLM teacher that ``distill_sst2.py`` used before issue 9 (3 epochs, lr 5e-5, [CLS] pooling:
+``make_teacher_before_issue9``; cached in ``benchmarks/.cache/distill_sst2-teacher-before-issue9``) into a BiLSTM with ``loss="kl"``, T=2, and alpha in 0, 0.25, 0.5, 0.75, 1
 (``alpha * CE(gold) + (1 - alpha) * KL``; alpha = 1 ignores the teacher on labeled texts and learns nothing from
 unlabeled ones). Each run trains a fixed number of epochs; the plot shows the student's validation score per epoch
 (accuracy on its held-out share of the transfer set, against the gold label where there is one and the teacher's
@@ -23,7 +23,7 @@ from sklearn.metrics import accuracy_score
 
 from _common import RESULTS_DIR, add_common_args, print_table, write_json
 from _distill import CACHE, load_or_fit_teacher
-from distill_sst2 import make_teacher, split
+from distill_sst2 import make_teacher_before_issue9, split
 
 
 def main() -> None:
@@ -44,8 +44,8 @@ def main() -> None:
     lab, unl, dev = split(args.data, args.seed, args.n_labeled, args.n_unlabeled)
     cache = Path(args.cache)
     teacher, _, _ = load_or_fit_teacher(
-        lambda: make_teacher(args.seed),
-        lab["text"].tolist(), lab["label"].to_numpy(), cache / "distill_sst2-teacher", retrain=False,
+        lambda: make_teacher_before_issue9(args.seed),
+        lab["text"].tolist(), lab["label"].to_numpy(), cache / "distill_sst2-teacher-before-issue9", retrain=False,
     )
     teacher_acc = accuracy_score(dev["label"], teacher.predict(dev["text"].tolist()))
     X_all = lab["text"].tolist() + unl["text"].tolist()
@@ -55,7 +55,7 @@ def main() -> None:
     for alpha in [float(a) for a in args.alphas.split(",")]:
         student = BiLSTMClassifier(epochs=args.epochs, n_iter_no_change=None, random_state=args.seed)
         kd = DistillationClassifier(teacher, student, loss="kl", temperature=2.0, alpha=alpha,
-                                    memory=cache / "distill_sst2-teacher-outputs")
+                                    memory=cache / "distill_sst2-teacher-before-issue9-outputs")
         kd.fit(X_all, y_all)
         acc = accuracy_score(dev["label"], kd.predict(dev["text"].tolist()))
         curves[alpha] = [h["valid_score"] for h in kd.history_]

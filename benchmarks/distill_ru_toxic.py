@@ -49,7 +49,7 @@ def main() -> None:
     if not os.path.isdir(args.teacher_model):
         sys.exit(f"{args.teacher_model} does not exist; build it first (see this script's docstring).")
 
-    from kdtext import BiLSTMClassifier, TransformerClassifier
+    from kdtext import BiLSTMClassifier, StaticEmbeddingClassifier, TransformerClassifier
 
     root = data_dir(args.data, "ru_toxic")
     train = pd.read_csv(root / "train.csv").sample(frac=1.0, random_state=args.seed)
@@ -73,6 +73,8 @@ def main() -> None:
             freeze_embeddings=True, random_state=args.seed, verbose=1,
         ),
         make_bilstm=lambda: BiLSTMClassifier(random_state=args.seed),
+        make_static=lambda model: StaticEmbeddingClassifier(model, random_state=args.seed),
+        base_model=args.teacher_model,
         tfidf=tfidf,
         reference={"tutorial": "TF-IDF+RF 0.75, BiLSTM 0.79, distilled BiLSTM 0.82, teacher 0.91",
                    "throwaway (DESIGN-NOTES)": "teacher 0.865; TF-IDF+Ridge logits 0.796; TF-IDF+LR teacher labels 0.839; "

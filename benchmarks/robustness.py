@@ -58,6 +58,11 @@ Rows (``--rows`` a comma-separated subset; default all)
   swaps and n-gram sampling; the real teacher, saved beside its logit cache by ``save_pretrained``, labels the new
   texts, cached in ``robustness-labels-*``).
 
+- ``static_twin``: StaticEmbeddingClassifier (defaults, or ``--static-params JSON``) on gold labels, its
+  vectors made from the teacher's starting checkpoint (MiniLM or the e5 folder); ``static_distilled_base``:
+  the same student distilled with kdtext's defaults; ``static_distilled_teacher``: with the vectors made from the
+  fine-tuned teacher's folder (saved beside its logit cache) instead.
+
 Every student row records ``metric``, ``stderr``, ``seconds`` (fit wall time) and ``fidelity`` (agreement with the
 teacher's argmax on the distinct labeled + transfer texts; for the twins too, as a reference); distilled rows also
 ``gain_over_twin`` (LR and Ridge rows vs ``lr_twin``, BiLSTM rows vs ``bilstm_twin``, same n_labeled, seed and
@@ -138,6 +143,9 @@ ROWS = [
     "bilstm_distilled_kl_a0",
     "bilstm_distilled_default",
     "bilstm_distilled_aug",
+    "static_twin",
+    "static_distilled_base",
+    "static_distilled_teacher",
 ]
 TWIN_OF = {
     "lr_distilled_hard_weighted": "lr_twin",
@@ -154,8 +162,12 @@ TWIN_OF = {
     "bilstm_distilled_kl_a0": "bilstm_twin",
     "bilstm_distilled_default": "bilstm_twin",
     "bilstm_distilled_aug": "bilstm_twin",
+    "static_distilled_base": "static_twin",
+    "static_distilled_teacher": "static_twin",
 }
 NEEDS_TEACHER = {"teacher", *TWIN_OF}
+# rows that need the teacher's starting checkpoint (MiniLM or the e5 folder) even without a teacher
+NEEDS_BASE_MODEL = {"static_twin", "static_distilled_base"}
 CS = [0.1, 0.3, 1, 3, 10, 30, 100]
 RIDGE_ALPHAS = [0.1, 0.3, 1, 3, 10]
 #: the rows in the summary plot: what a user gets (defaults, the CV variant, Ridge on logits, augmentation)
@@ -509,6 +521,8 @@ class Context:
         self.teacher = teacher
         self.teacher_path = teacher_path  # the logit cache file; its saved model beside it (teacher_folder)
         self.cache = cache
+        self.base_model: str | None = None  # the teacher's starting checkpoint (None: kdtext's default MiniLM)
+        self.static_params: dict = {}
         self._twin = None
         self.twin_cv = None
 
@@ -729,6 +743,47 @@ def row_bilstm_distilled_aug(ctx: Context) -> dict:
     return out
 
 
+def _static(ctx: Context, model: str | None):
+    from kdtext import StaticEmbeddingClassifier
+
+    return StaticEmbeddingClassifier(model, **{"random_state": ctx.seed, **ctx.static_params})
+
+
+def _static_params(est) -> dict:
+    return {**{k: v for k, v in est.get_params(deep=False).items() if k in STATIC_REPORTED},
+            "n_pieces": int(est.n_pieces_), "best_epoch": int(est.best_epoch_), "n_iter": int(est.n_iter_)}
+
+
+def row_static_twin(ctx: Context) -> dict:
+    """StaticEmbeddingClassifier on gold labels, vectors from the teacher's starting checkpoint."""
+    s = ctx.split
+    est = _static(ctx, ctx.base_model)
+    t0 = time.perf_counter()
+    est.fit(s.X_lab, s.y_lab)
+    return {"est": est, "seconds": time.perf_counter() - t0, "params": _static_params(est)}
+
+
+def row_static_distilled_base(ctx: Context) -> dict:
+    """Distilled with kdtext's defaults; vectors from the teacher's starting checkpoint."""
+    out = _fit_kd(ctx, _kd(ctx, _static(ctx, ctx.base_model)))
+    out["params"] = {**_distiller_params(out["est"]), **_static_params(out["est"].student_), "vectors": "base"}
+    return out
+
+
+def row_static_distilled_teacher(ctx: Context) -> dict:
+    """Distilled with kdtext's defaults; vectors from the fine-tuned teacher's folder (saved beside its cache)."""
+    folder = teacher_folder(ctx.teacher_path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} not found: this row needs the saved teacher; delete "
+                                f"{ctx.teacher_path} to fit it again")
+    out = _fit_kd(ctx, _kd(ctx, _static(ctx, str(folder))))
+    out["params"] = {**_distiller_params(out["est"]), **_static_params(out["est"].student_), "vectors": "teacher"}
+    return out
+
+
+STATIC_REPORTED = ("vocabulary", "pca_dims", "sif_coefficient", "normalize", "hidden_dim", "dropout",
+                   "learning_rate", "epochs", "freeze_embeddings")
+
 ROW_FUNCS: dict[str, Callable[[Context], dict]] = {name: globals()[f"row_{name}"] for name in ROWS}
 
 
@@ -920,6 +975,8 @@ def run_one(args, set_name: str, n_labeled: int, seed: int, rows: list[str], roo
 
     ctx = Context(split, metric, seed, teacher, cache_path(args.cache, key) if teacher is not None else None,
                   args.cache)
+    ctx.base_model = None if spec["teacher"] == "minilm" else e5
+    ctx.static_params = json.loads(args.static_params)
     for name in rows:
         if name == "teacher":
             continue
@@ -1202,6 +1259,8 @@ def main() -> None:
     parser.add_argument("--max-test", type=int, default=2000, help="cap on test texts (default: %(default)s)")
     parser.add_argument("--rows", default="all", help=f"comma-separated subset of {','.join(ROWS)} (default: all)")
     parser.add_argument("--teacher-params", default="{}", help="JSON of TransformerClassifier parameters")
+    parser.add_argument("--static-params", default="{}", help="JSON of StaticEmbeddingClassifier parameters "
+                        "for the static_* rows (default: its defaults)")
     parser.add_argument("--e5", default=None, help="multilingual-e5-small folder (default: $KDTEXT_E5)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="teacher-logit cache (default: %(default)s)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR, help="JSON / PNG folder (default: %(default)s)")
@@ -1229,7 +1288,7 @@ def main() -> None:
             parser.error(f"--teacher-params must be a JSON object, got {args.teacher_params!r}")
         root = data_dir(args.data)
         e5 = resolve_e5(args.e5) if SETS[args.set]["teacher"] == "e5" else None
-        if SETS[args.set]["teacher"] == "e5" and e5 is None and "model" not in params and NEEDS_TEACHER & set(rows):
+        if SETS[args.set]["teacher"] == "e5" and e5 is None and "model" not in params and (NEEDS_TEACHER | NEEDS_BASE_MODEL) & set(rows):
             print(f"skipping {args.set}: its teacher needs a multilingual-e5-small folder and none was found (pass "
                   f"--e5 PATH or set $KDTEXT_E5; build one with `python ../shared/tools/build_multilingual_e5.py "
                   f"PATH`, see its header). The teacher-free rows run alone with --rows lr_twin,bilstm_twin.",
