@@ -38,6 +38,10 @@ def add_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--augment", type=int, default=0, help="augmented variants per labeled text (Tang et al.)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", default="all", help="comma-separated subset of row names, or 'all'")
+    parser.add_argument("--static-params", type=json.loads, default={},
+                        help="JSON of StaticEmbeddingClassifier parameters for the static rows")
+    parser.add_argument("--static-kd-params", type=json.loads, default={},
+                        help="JSON of DistillationClassifier parameters for the static (kd) row (default: its defaults)")
     return parser
 
 
@@ -204,13 +208,14 @@ def run(
     ]
     if make_static is not None:  # vectors from the fine-tuned teacher's folder, kdtext's distillation defaults
         routes.append(("static (kd)", DistillationClassifier(teacher, make_static(str(folder)), memory=memory,
-                                                             random_state=args.seed)))
+                                                             random_state=args.seed, **args.static_kd_params)))
     if args.augment:
         routes.append((f"bilstm (kd kl, augment={args.augment})", kd(make_bilstm(), loss="kl", augment=args.augment)))
     for row, est in routes:
         if wanted is not None and row not in wanted:
             continue
-        note = "defaults (kl, T=2, alpha=0)" if row == "static (kd)" else f"T={args.temperature}, alpha={args.alpha}"
+        note = (f"{args.static_kd_params or 'defaults (kl, T=2, alpha=0)'}, {args.static_params or ''}"
+                if row == "static (kd)" else f"T={args.temperature}, alpha={args.alpha}")
         add(row, "distilled", est, lambda est=est: est.fit(X_all, y_all), note=note)
 
     by_row = {r["row"]: r for r in rows}

@@ -73,7 +73,7 @@ def main() -> None:
             freeze_embeddings=True, random_state=args.seed, verbose=1,
         ),
         make_bilstm=lambda: BiLSTMClassifier(random_state=args.seed),
-        make_static=lambda model: StaticEmbeddingClassifier(model, random_state=args.seed),
+        make_static=lambda model: StaticEmbeddingClassifier(model, **{"random_state": args.seed, **args.static_params}),
         base_model=args.teacher_model,
         tfidf=tfidf,
         reference={"tutorial": "TF-IDF+RF 0.75, BiLSTM 0.79, distilled BiLSTM 0.82, teacher 0.91",

@@ -72,7 +72,7 @@ def main() -> None:
         metric_name="accuracy",
         make_teacher=lambda: make_teacher(args.seed),
         make_bilstm=lambda: BiLSTMClassifier(random_state=args.seed),
-        make_static=lambda model: StaticEmbeddingClassifier(model, random_state=args.seed),
+        make_static=lambda model: StaticEmbeddingClassifier(model, **{"random_state": args.seed, **args.static_params}),
         base_model=None,  # all-MiniLM-L6-v2, the teacher's starting checkpoint
         tfidf=lambda: TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
         reference={
