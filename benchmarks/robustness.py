@@ -23,7 +23,9 @@ Protocol, per (set, n_labeled, seed)
   defaults; ``random_state`` defaults to the seed). Its logits on the labeled + transfer + test texts are cached
   in ``--cache`` (default ``benchmarks/.cache/``) as ``robustness-teacher-<set>-n<N>-s<seed>-<hash>.npz``, keyed by
   (set, n_labeled, seed, teacher model, teacher params), so student rows rerun without it. A teacher fit is
-  checkpointed in the cache every epoch and resumes after a kill.
+  checkpointed in the cache every epoch and resumes after a kill. The fitted teacher is saved beside its cache
+  (``...-model``); a later run that needs logits of texts the cache lacks (another ``--max-test`` or a larger
+  ``--n-unlabeled``) has that teacher label just those texts instead of fitting it again.
 - Students never run the teacher: they get a ``CachedTeacher`` (a fitted scikit-learn classifier whose
   ``predict_logits`` looks texts up in the cached logits) as DistillationClassifier's teacher.
 
@@ -172,7 +174,7 @@ CS = [0.1, 0.3, 1, 3, 10, 30, 100]
 RIDGE_ALPHAS = [0.1, 0.3, 1, 3, 10]
 #: the rows in the summary plot: what a user gets (defaults, the CV variant, Ridge on logits, augmentation)
 PLOT_ROWS = ["lr_distilled_default", "lr_cv", "ridge_distilled_logits", "bilstm_distilled_default",
-             "bilstm_distilled_mse", "bilstm_distilled_aug"]
+             "bilstm_distilled_mse", "bilstm_distilled_aug", "static_distilled_base", "static_distilled_teacher"]
 AUGMENT = 4  # Tang et al. variants per transfer text in bilstm_distilled_aug
 RIDGE_GCV_MAX = 10_000  # RidgeCV's leave-one-out eigendecomposes an n x n Gram matrix: bound n
 N_BOOT = 200
@@ -434,13 +436,36 @@ def load_teacher_cache(path: Path, key: dict, split: Split) -> tuple[dict, dict]
         log(f"teacher cache {path} was made for another key or labeled sample; fitting the teacher again")
         return None
     table = dict(zip(keys, logits))
-    needed = {text_key(t) for t in split.distinct + split.X_test}
-    missing = len(needed - table.keys())
-    if missing:
-        log(f"teacher cache {path} lacks logits for {missing} texts (a larger --n-unlabeled or --max-test?); "
-            "fitting the teacher again")
+    texts = list(dict.fromkeys(split.distinct + split.X_test))
+    missing = [t for t in texts if text_key(t) not in table]
+    if missing and teacher_folder(path).is_dir():
+        # the fitted teacher was saved beside the cache: label only the new texts, keep the old ones
+        from kdtext import TransformerClassifier
+
+        log(f"teacher cache {path} lacks logits for {len(missing)} texts; labeling them with the saved teacher")
+        teacher = TransformerClassifier.from_pretrained(teacher_folder(path), device="cpu")
+        new = np.asarray(teacher.predict_logits(missing), dtype=np.float32)
+        table.update({text_key(t): row for t, row in zip(missing, new)})
+        _write_cache(path, list(table), np.stack(list(table.values())), meta)
+        del teacher
+        gc.collect()
+    elif missing:
+        log(f"teacher cache {path} lacks logits for {len(missing)} texts (a larger --n-unlabeled or --max-test?) "
+            "and no saved teacher is beside it; fitting the teacher again")
         return None
     return table, meta
+
+
+def _write_cache(path: Path, keys: list[str], logits: np.ndarray, meta: dict) -> None:
+    """Write the logit cache atomically (text keys, float32 logits, JSON meta)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    with open(tmp, "wb") as fh:
+        np.savez(fh, keys=np.array(keys), logits=np.asarray(logits, np.float32),
+                 meta=np.array(json.dumps(meta, default=str)))
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+    os.replace(tmp, path)
 
 
 def fit_teacher(split: Split, key: dict, model_path: str | None, params: dict, cache: Path) -> tuple[dict, dict]:
@@ -474,14 +499,7 @@ def fit_teacher(split: Split, key: dict, model_path: str | None, params: dict, c
         "best_epoch": getattr(teacher, "best_epoch_", None),
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".tmp")
-    os.close(fd)
-    with open(tmp, "wb") as fh:
-        np.savez(fh, keys=np.array([text_key(t) for t in texts]), logits=np.asarray(logits, np.float32),
-                 meta=np.array(json.dumps(meta, default=str)))
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-    os.replace(tmp, path)
+    _write_cache(path, [text_key(t) for t in texts], np.asarray(logits, np.float32), meta)
     log(f"teacher logits cached in {path}")
     folder = teacher_folder(path)
     tmp_folder = folder.with_name(folder.name + ".tmp")
@@ -1098,15 +1116,19 @@ def summarise(payload: dict) -> tuple[list[int], dict]:
 
 #: the summary's columns: what a user gets, beside the teacher and the twins
 SUMMARY_ROWS = ["teacher", "lr_twin", "lr_distilled_default", "lr_cv", "ridge_distilled_logits", "bilstm_twin",
-                "bilstm_distilled_default", "bilstm_distilled_aug"]
+                "bilstm_distilled_default", "bilstm_distilled_aug", "static_twin", "static_distilled_base",
+                "static_distilled_teacher"]
 BINARY_METRICS = {"f1_pos"}
 
 
 def summary_table(out_dir: Path) -> str:
     """One row per (set, n_labeled): the headline rows, then the issue's targets checked on them."""
-    header = "| set (metric) | n | " + " | ".join(SUMMARY_ROWS) + " | default / twin (LR, BiLSTM) | share of teacher (LR, BiLSTM) |"
+    header = ("| set (metric) | n | " + " | ".join(SUMMARY_ROWS)
+              + " | default / twin (LR, BiLSTM, static) | share of teacher (LR, BiLSTM, static) |")
     lines = [header, "|---" * (len(SUMMARY_ROWS) + 4) + "|"]
-    gains, shares = {"lr": [], "bilstm": []}, {"lr": [], "bilstm": []}
+    kinds = (("lr", "lr_distilled_default"), ("bilstm", "bilstm_distilled_default"),
+             ("static", "static_distilled_base"))
+    gains, shares = {k: [] for k, _ in kinds}, {k: [] for k, _ in kinds}
     for path in result_files(out_dir):
         payload = read_results(path)
         if not payload.get("rows"):
@@ -1118,7 +1140,7 @@ def summary_table(out_dir: Path) -> str:
                 c = cells.get((row, n))
                 vals.append("" if not c or c.get("metric") is None else f"{c['metric']:.3f}")
             g, sh = [], []
-            for kind, row in (("lr", "lr_distilled_default"), ("bilstm", "bilstm_distilled_default")):
+            for kind, row in kinds:
                 c = cells.get((row, n))
                 if c and c.get("gain") is not None:
                     g.append(f"{c['gain']:+.3f} ± {c['gain_se']:.3f}")
@@ -1133,7 +1155,7 @@ def summary_table(out_dir: Path) -> str:
             lines.append(f"| {payload['set']} ({payload['metric']}) | {n} | " + " | ".join(vals)
                          + f" | {', '.join(g)} | {', '.join(sh)} |")
     lines.append("")
-    for kind in ("lr", "bilstm"):
+    for kind, _ in kinds:
         if gains[kind]:
             lines.append(f"- {kind} with defaults: mean gain over its twin {np.mean(gains[kind]):+.3f} "
                          f"(min {min(gains[kind]):+.3f}); mean share of the teacher {np.mean(shares[kind]):.1%}")
