@@ -15,7 +15,7 @@ Measured per row, side by side in one process on the evaluation texts (each timi
 (``predict_proba`` on the evaluation texts, repeated until a pass takes a second, best of 2); single-text
 texts/s (one ``predict_proba([text])`` call per text on 200 texts, the reciprocal of the median latency); size on
 disk (the ``save_pretrained`` folder, the ONNX folder, or the pickle); peak memory of serving (a fresh Python
-process loads the saved student and predicts the evaluation texts; its peak resident set size, so the
+process loads the saved student and calls ``predict`` on the evaluation texts; its peak resident set size, so the
 interpreter and the libraries it imports count: torch for kdtext estimators, not for ONNX or scikit-learn).
 
 Data: ``--set sst2``: the ``distill_sst2.py`` split and teacher (MiniLM, kdtext's defaults; 8,000 labeled,
@@ -142,7 +142,7 @@ def serve(kind: str, path: str, texts_file: str) -> dict:
 
         est = getattr(kdtext, kind.split(":", 1)[1]).from_pretrained(path, device="cpu")
     load_s = time.perf_counter() - t0
-    est.predict_proba(texts)
+    est.predict(texts)  # what a deployed model is asked (a Ridge student has no predict_proba)
     return {"peak_rss_mb": _peak_rss_mb(), "load_s": load_s, "torch_imported": "torch" in sys.modules}
 
 
