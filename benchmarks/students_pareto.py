@@ -21,7 +21,7 @@ interpreter and the libraries it imports count: torch for kdtext estimators, not
 Data: ``--set sst2``: the ``distill_sst2.py`` split and teacher (MiniLM, kdtext's defaults; 8,000 labeled,
 ``--n-unlabeled`` transfer texts, dev.csv), loaded from ``--cache`` (``distill_sst2-teacher``, saved by that
 script) or fitted and saved there; ``--set ru_toxic``: the ``robustness.py`` split (1,000 labeled, up to 4,000
-transfer texts, 2,000 test texts) and the multilingual-e5-small teacher that script saved beside its logit
+transfer texts, 1,000 test texts) and the multilingual-e5-small teacher that script saved beside its logit
 cache.
 
     python benchmarks/students_pareto.py --set sst2 --n-unlabeled 30000
@@ -82,7 +82,7 @@ E5_TEACHER = {"pooling": "mean", "epochs": "auto", "learning_rate": 0.0001, "cla
 
 
 def _ru_toxic(args):
-    """robustness.py's ru_toxic split (1,000 labeled, ``--n-unlabeled`` transfer texts, 2,000 test texts) and the
+    """robustness.py's ru_toxic split (1,000 labeled, ``--n-unlabeled`` transfer texts, 1,000 test texts) and the
     e5 teacher it saved beside its logit cache (run robustness.py for ru_toxic first)."""
     from sklearn.metrics import f1_score
 
@@ -90,7 +90,7 @@ def _ru_toxic(args):
     from distill_ru_toxic import tfidf
 
     n = min(args.n_unlabeled, 4000)
-    sp = rb.Split(data_dir(args.data), "ru_toxic", 1000, n, args.seed, 2000)
+    sp = rb.Split(data_dir(args.data), "ru_toxic", 1000, n, args.seed, 1000)
     key = rb.teacher_cache_key("ru_toxic", 1000, args.seed, rb.TEACHER_MODELS["e5"], E5_TEACHER)
     folder = rb.teacher_folder(rb.cache_path(args.cache, key))
     if not folder.is_dir():
@@ -99,7 +99,7 @@ def _ru_toxic(args):
     return dict(X_lab=sp.X_lab, y_lab=sp.y_lab, X_unl=sp.X_unl, X_eval=sp.X_test, y_eval=sp.y_test,
                 metric=lambda y, p: f1_score(y, p, pos_label=1), metric_name="f1", teacher_folder=folder,
                 make_teacher=None, tfidf=tfidf, memory=args.cache / "students_pareto-ru_toxic-teacher-outputs",
-                split=f"robustness.py: 1,000 labeled, {n} transfer, 2,000 test texts")
+                split=f"robustness.py: 1,000 labeled, {n} transfer, 1,000 test texts")
 
 
 SETS = {"sst2": _sst2, "ru_toxic": _ru_toxic}
