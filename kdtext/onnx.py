@@ -355,17 +355,21 @@ def _quantize_int8(folder: Path, config: dict) -> None:
     """Replace ``folder/model.onnx`` by onnxruntime's dynamic int8 quantization of it.
 
     The weights of MatMul and Gemm (and of the LSTM) become int8 with one
-    scale per tensor; activations are quantized per batch at run time
-    (``DynamicQuantizeLinear`` + ``MatMulInteger``). ``quant_pre_process`` is
-    not run: it leaves large temporary files, and the graph quantizes without
-    it. onnxruntime's one temporary file, a shape-inferred copy of the graph,
-    is written and deleted inside ``folder``.
+    scale per output channel; activations are quantized (uint8, per tensor)
+    per batch at run time (``DynamicQuantizeLinear`` + ``MatMulInteger``).
+    Per-channel scales, measured on all-MiniLM-L6-v2 fine-tuned on SST-2
+    (2,000 texts): argmax agreement with fp32 98.4% instead of 96.3%, max
+    logit difference 0.70 instead of 1.54, about 5% slower than one scale
+    per tensor. ``quant_pre_process`` is not run: it leaves large temporary
+    files, and the graph quantizes without it. onnxruntime's one temporary
+    file, a shape-inferred copy of the graph, is written and deleted inside
+    ``folder``.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     source, out = folder / MODEL_NAME, folder / f"{MODEL_NAME}.int8"
     with _quiet_quantizer():
-        quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=False,
+        quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=True,
                          use_external_data_format=False)
     os.replace(out, source)
     (folder / EXTERNAL_DATA_NAME).unlink(missing_ok=True)

@@ -149,3 +149,92 @@ def test_damaged_quantization_in_config_is_refused(teachers, tmp_path):
     (folder / ONNX_CONFIG_NAME).write_text(json.dumps(config))
     with pytest.raises(ModelNotFoundError, match="'quantization' must be one of"):
         OnnxClassifier.from_pretrained(folder)
+
+
+# ------------------------------------------------------------------ the torch fallback and int8_teacher
+@pytest.mark.parametrize("kind", ["bert", "bilstm"])
+def test_torch_int8_is_close_to_fp32_and_leaves_the_estimator_alone(kind, teachers):
+    import torch
+
+    from kdtext.quantization import TorchInt8Classifier
+
+    est, _, _, texts = teachers[kind]
+    before = est.predict_logits(texts)
+    fast = TorchInt8Classifier(est).fit()
+    got = fast.predict_logits(texts)
+    assert got.dtype == np.float32 and got.shape == before.shape
+    assert 0 < float(np.abs(got - before).max()) < 0.05 * max(1.0, float(np.abs(before).max()))
+    assert np.mean(got.argmax(1) == before.argmax(1)) >= 0.97
+    np.testing.assert_array_equal(fast.predict(texts), fast.classes_[got.argmax(1)])
+    quantized = [m for m in fast.estimator_.model_.modules() if type(m).__module__.startswith("torch.ao.nn.quantized")]
+    assert quantized
+    # the fp32 estimator keeps its fp32 layers and its outputs
+    assert not any(type(m).__module__.startswith("torch.ao") for m in est.model_.modules())
+    assert any(isinstance(m, (torch.nn.Linear, torch.nn.LSTM)) for m in est.model_.modules())
+    np.testing.assert_array_equal(est.predict_logits(texts), before)
+
+
+def test_torch_int8_pickles_and_has_its_own_fingerprint(teachers):
+    import pickle
+
+    from kdtext.distillation import teacher_fingerprint
+    from kdtext.quantization import TorchInt8Classifier
+
+    est, _, _, texts = teachers["bert"]
+    fast = TorchInt8Classifier(est).fit()
+    again = pickle.loads(pickle.dumps(fast))
+    np.testing.assert_allclose(again.predict_logits(texts), fast.predict_logits(texts), rtol=0, atol=1e-6)
+    assert teacher_fingerprint(fast) == teacher_fingerprint(again) != teacher_fingerprint(est)
+
+
+def test_torch_int8_refuses_what_it_cannot_quantize():
+    from sklearn.exceptions import NotFittedError
+    from sklearn.linear_model import LogisticRegression
+
+    from kdtext.quantization import TorchInt8Classifier
+
+    with pytest.raises(TypeError, match="kdtext's neural estimators.*LogisticRegression"):
+        TorchInt8Classifier(LogisticRegression()).fit()
+    with pytest.raises(NotFittedError, match="not fitted yet: call fit before TorchInt8Classifier"):
+        TorchInt8Classifier(BiLSTMClassifier()).fit()
+    with pytest.raises(NotFittedError, match="call fit()"):
+        TorchInt8Classifier(BiLSTMClassifier()).predict(["a"])
+
+
+def test_int8_teacher_backends(teachers, tmp_path, monkeypatch):
+    import kdtext.quantization as kq
+    from kdtext.quantization import TorchInt8Classifier, int8_teacher
+
+    est, _, _, texts = teachers["bilstm"]
+    auto = int8_teacher(est, batch_size=16)
+    assert isinstance(auto, OnnxClassifier) and auto.batch_size == 16 and auto.config_["quantization"] == "int8"
+    assert not auto.path_.exists()  # the temporary folder is gone; the classifier holds the graph
+    # int8 activations are quantized per batch, so compare at the same batch size
+    same = OnnxClassifier.from_pretrained(teachers["bilstm"][2], batch_size=16)
+    np.testing.assert_array_equal(auto.predict_logits(texts), same.predict_logits(texts))
+    kept = int8_teacher(est, tmp_path / "kept", backend="onnxruntime")
+    assert (tmp_path / "kept" / MODEL_NAME).is_file() and kept.path_ == (tmp_path / "kept").resolve()
+    assert isinstance(int8_teacher(est, backend="torch"), TorchInt8Classifier)
+    monkeypatch.setattr(kq, "_onnxruntime_available", lambda: False)
+    assert isinstance(int8_teacher(est), TorchInt8Classifier)  # auto without onnxruntime
+    with pytest.raises(ValueError, match=r"backend must be one of \['auto', 'onnxruntime', 'torch'\], got 'ort'"):
+        int8_teacher(est, backend="ort")
+    with pytest.raises(ValueError, match="torch backend takes no folder"):
+        int8_teacher(est, backend="torch", batch_size=8)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_distillation_from_an_int8_teacher(backend, teachers):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from kdtext import DistillationClassifier
+    from kdtext.quantization import int8_teacher
+
+    est, _, _, texts = teachers["bilstm"]
+    fast = int8_teacher(est, backend=backend)
+    unlabeled, _ = make_toy_texts(150, seed=9)
+    kd = DistillationClassifier(fast, make_pipeline(TfidfVectorizer(), LogisticRegression())).fit(unlabeled)
+    agree = np.mean(kd.predict(texts) == est.predict(texts))
+    assert agree >= 0.9, agree
