@@ -927,7 +927,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
             A new or empty folder, or an earlier export to replace.
         quantize : {None, "int8"}, default=None
             ``"int8"`` writes onnxruntime's dynamic int8 quantization of the
-            graph (about 2x faster on a CPU, logits within about 1e-2).
+            graph: faster on a CPU, not exact (see :func:`kdtext.onnx.export_onnx`).
 
         Returns
         -------
