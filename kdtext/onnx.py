@@ -75,8 +75,9 @@ _RTOL = _ATOL = 1e-3
 #: the values of ``export_onnx(..., quantize=...)``
 QUANTIZATIONS = (None, "int8")
 # an int8 graph is refused when a logit on the probe texts is further than this share of the largest fp32 logit
-# (at least 1) from torch's: int8 weights move MiniLM's logits by about 1% of their range, a broken graph by far more
-_INT8_RTOL = 0.1
+# (at least 1) from torch's. int8 moved the probe logits of MiniLM fine-tuned on SST-2 by up to 0.22 (per-tensor
+# scales); a broken graph (wrong scales, saturation) moves them by about their own size
+_INT8_RTOL = 0.25
 
 
 def _require(module: str, what: str):
@@ -395,7 +396,7 @@ def export_onnx(estimator: Any, path: str | os.PathLike, *, quantize: str | None
     onnxruntime's dynamic quantization (``quantize_dynamic``: int8 weights,
     activations quantized per batch), for fast CPU inference, e.g. a teacher
     labeling a large transfer set. The int8 graph is checked on the probe
-    texts too, against a bound it can meet (every logit within 10% of the
+    texts too, against a bound it can meet (every logit within 25% of the
     largest); its max logit difference to torch and its argmax agreement on
     them go into ``onnx_config.json`` (``"quantization_check"``). On
     all-MiniLM-L6-v2 fine-tuned on SST-2 it ran about 2x the fp32 speed, with a
