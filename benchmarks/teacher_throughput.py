@@ -55,10 +55,13 @@ unpadded token counts (with [CLS]/[SEP], truncated at 128). The 2*N*tokens
 count ignores attention score FLOPs (~1% at these lengths) and counts the
 pooler/head per token (~1.4% too many); padding FLOPs count as waste.
 
-Run (about 3 minutes on 2 idle cores, 4 with ``--profile``)::
+Run (about 3 minutes on 2 idle cores, 4 with ``--profile``, before the int8
+accuracy part, which adds the teacher's fine-tuning and three labelings of
+8,000 texts; 35 minutes in all on a heavily loaded machine here)::
 
     HF_HUB_OFFLINE=1 python benchmarks/teacher_throughput.py
     HF_HUB_OFFLINE=1 python benchmarks/teacher_throughput.py --profile   # + kdtext sweeps
+    HF_HUB_OFFLINE=1 python benchmarks/teacher_throughput.py --no-accuracy   # timings only
 
 Targets: kdtext >= 5x (a), >= 1.2x (b), utilisation >= 60%, checked for (c);
 the speedups of (d) are printed beside them. int8 (e): >= 1.8x the texts/s

