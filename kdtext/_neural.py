@@ -912,7 +912,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                 state[name] = self._legacy_params.get(name, param.default)
         self.__dict__.update(state)
 
-    def export_onnx(self, path: str | os.PathLike) -> Path:
+    def export_onnx(self, path: str | os.PathLike, *, quantize: str | None = None) -> Path:
         """Export the fitted estimator to an ONNX folder that :class:`~kdtext.OnnxClassifier` serves without torch.
 
         Writes ``model.onnx`` (fp32, dynamic batch and sequence axes),
@@ -925,6 +925,9 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         ----------
         path : str or path-like
             A new or empty folder, or an earlier export to replace.
+        quantize : {None, "int8"}, default=None
+            ``"int8"`` writes onnxruntime's dynamic int8 quantization of the
+            graph: faster on a CPU, not exact (see :func:`kdtext.onnx.export_onnx`).
 
         Returns
         -------
@@ -938,7 +941,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         """
         from .onnx import export_onnx
 
-        return export_onnx(self, path)
+        return export_onnx(self, path, quantize=quantize)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Save the fitted estimator to a folder, without pickle.

@@ -332,6 +332,21 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
     array([1])
     >>> kd.target_
     'logits'
+
+    Labeling with an int8 teacher: a large transfer set is labeled faster on a
+    CPU by an int8 copy of a fitted :class:`~kdtext.TransformerClassifier`
+    (or BiLSTM) teacher, at a small cost in agreement with it (see "int8
+    inference for a teacher" in the ONNX docs and
+    ``benchmarks/teacher_throughput.py``). ``int8_teacher`` uses onnxruntime's
+    dynamic quantization of the ONNX export where onnxruntime is installed,
+    torch's otherwise; the teacher itself is left as it was.
+
+    >>> from kdtext.quantization import int8_teacher
+    >>> fast = int8_teacher(teacher_model)  # doctest: +SKIP
+    >>> kd = DistillationClassifier(fast, student).fit(unlabeled_texts)  # doctest: +SKIP
+
+    The same with a kept folder:
+    ``OnnxClassifier.from_pretrained(teacher_model.export_onnx("teacher-int8", quantize="int8"))``.
     """
 
     _parameter_constraints: dict = {

@@ -4,14 +4,16 @@
 
 ``model.onnx``
     The fp32 graph from token ids and an attention mask (transformers) or
-    lengths (BiLSTM) to logits, with dynamic batch and sequence axes.
+    lengths (BiLSTM) to logits, with dynamic batch and sequence axes; with
+    ``quantize="int8"``, that graph after onnxruntime's dynamic int8
+    quantization of its weights.
 ``tokenizer.json``
     The estimator's tokenizer for the ``tokenizers`` library, set to truncate
     as the estimator does.
 ``onnx_config.json``
     The estimator kind, the classes and their dtype, the input names, the pad
-    id, the truncation and special-token rules, the opset and the kdtext
-    version.
+    id, the truncation and special-token rules, the opset, the quantization
+    and the kdtext version.
 
 :class:`OnnxClassifier` loads such a folder with ``onnxruntime``,
 ``tokenizers`` and numpy only: torch and transformers are imported nowhere on
@@ -70,6 +72,12 @@ _PROBE_TEXTS = [
 ]
 # logits of the exported graph must agree with torch's this closely, or the export is refused
 _RTOL = _ATOL = 1e-3
+#: the values of ``export_onnx(..., quantize=...)``
+QUANTIZATIONS = (None, "int8")
+# an int8 graph is refused when a logit on the probe texts is further than this share of the largest fp32 logit
+# (at least 1) from torch's. int8 moved the probe logits of MiniLM fine-tuned on SST-2 by up to 0.22 (per-tensor
+# scales); a broken graph (wrong scales, saturation) moves them by about their own size
+_INT8_RTOL = 0.25
 
 
 def _require(module: str, what: str):
@@ -255,9 +263,14 @@ def _export_graph(estimator: Any, batch: dict, file: Path) -> int:
     return int(next((o.version for o in program.model_proto.opset_import if o.domain in ("", "ai.onnx")), 0))
 
 
-def _check_export(estimator: Any, folder: Path, config: dict, probe: list[str]) -> float:
+def _check_export(estimator: Any, folder: Path, config: dict, probe: list[str], *,
+                  quantized: bool = False) -> tuple[float, float]:
     """Tokenize the probe texts and run them through the written folder as OnnxClassifier will; compare with
-    the estimator's own token ids and logits. Returns the largest logit difference."""
+    the estimator's own token ids and logits. Returns the largest logit difference and the share of probe
+    texts whose argmax agrees.
+
+    An fp32 graph must agree within ``_RTOL``/``_ATOL``; a ``quantized`` one within ``_INT8_RTOL`` of the
+    largest logit (int8 cannot hold 1e-3: the bound catches a broken graph, not the rounding)."""
     import torch
     from tokenizers import Tokenizer
 
@@ -279,9 +292,9 @@ def _check_export(estimator: Any, folder: Path, config: dict, probe: list[str]) 
             f"The exported graph has fixed sizes where the batch and sequence axes must be dynamic ({static}); "
             "the export was not written. Please report this with the model's type and the torch version."
         )
-    worst = 0.0
+    worst, agreement = 0.0, 1.0
     # the whole probe (padded) and one text alone: other batch and sequence sizes than the traced ones
-    for seqs in (expected_ids, expected_ids[:1], expected_ids[1:2]):
+    for n, seqs in enumerate((expected_ids, expected_ids[:1], expected_ids[1:2])):
         feeds = _collate(list(seqs), config["inputs"], config["pad_id"])
         try:
             got = session.run([config["output"]], feeds)[0]
@@ -294,18 +307,77 @@ def _check_export(estimator: Any, folder: Path, config: dict, probe: list[str]) 
         with torch.no_grad():
             batch = estimator._collate(list(seqs), "cpu")
             want = estimator._forward(batch).float().numpy()
-        if got.shape != want.shape or not np.isfinite(got).all() or not np.allclose(got, want, rtol=_RTOL, atol=_ATOL):
+        if quantized:
+            bound = _INT8_RTOL * max(1.0, float(np.abs(want).max()))
+            close = got.shape == want.shape and bool(np.all(np.abs(got - want) <= bound))
+        else:
+            bound, close = _ATOL, got.shape == want.shape and np.allclose(got, want, rtol=_RTOL, atol=_ATOL)
+        if got.shape != want.shape or not np.isfinite(got).all() or not close:
             diff = float(np.abs(got - want).max()) if got.shape == want.shape else float("nan")
             raise RuntimeError(
-                f"The exported graph disagrees with torch on {len(seqs)} text(s) (max logit difference {diff:.3g}, "
-                f"shapes {got.shape} vs {want.shape}); the export was not written. Please report this with the "
-                "model's type and the torch and onnxruntime versions."
+                f"The exported {'int8 ' if quantized else ''}graph disagrees with torch on {len(seqs)} text(s) "
+                f"(max logit difference {diff:.3g}, allowed {bound:.3g}; shapes {got.shape} vs {want.shape}); the "
+                "export was not written. Please report this with the model's type and the torch and onnxruntime "
+                "versions."
             )
         worst = max(worst, float(np.abs(got - want).max()))
-    return worst
+        if n == 0:
+            agreement = float(np.mean(got.argmax(1) == want.argmax(1)))
+    return worst, agreement
 
 
-def export_onnx(estimator: Any, path: str | os.PathLike) -> Path:
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """Hold back onnxruntime.quantization's advice to pre-process, logged on the root logger.
+
+    ``logging.warning`` on a root logger without handlers would also install
+    a stderr handler for the whole process (``basicConfig``); a handler held
+    here prevents that, and the advice goes to this module's debug log.
+    """
+    root = logging.getLogger()
+
+    def advice(record: logging.LogRecord) -> bool:
+        if record.name == "root" and "pre-processing before quantization" in record.getMessage():
+            logger.debug("onnxruntime.quantization: %s", record.getMessage().strip())
+            return False
+        return True
+
+    handler = logging.NullHandler()
+    root.addFilter(advice)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.removeFilter(advice)
+
+
+def _quantize_int8(folder: Path, config: dict) -> None:
+    """Replace ``folder/model.onnx`` by onnxruntime's dynamic int8 quantization of it.
+
+    The weights of MatMul and Gemm (and of the LSTM) become int8 with one
+    scale per output channel; activations are quantized (uint8, per tensor)
+    per batch at run time (``DynamicQuantizeLinear`` + ``MatMulInteger``).
+    Per-channel scales, measured on all-MiniLM-L6-v2 fine-tuned on SST-2
+    (2,000 texts): argmax agreement with fp32 98.4% instead of 96.3%, max
+    logit difference 0.70 instead of 1.54, about 5% slower than one scale
+    per tensor. ``quant_pre_process`` is not run: it leaves large temporary
+    files, and the graph quantizes without it. onnxruntime's one temporary
+    file, a shape-inferred copy of the graph, is written and deleted inside
+    ``folder``.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source, out = folder / MODEL_NAME, folder / f"{MODEL_NAME}.int8"
+    with _quiet_quantizer():
+        quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         use_external_data_format=False)
+    os.replace(out, source)
+    (folder / EXTERNAL_DATA_NAME).unlink(missing_ok=True)
+    config["external_data"] = False
+
+
+def export_onnx(estimator: Any, path: str | os.PathLike, *, quantize: str | None = None) -> Path:
     """Export a fitted kdtext neural estimator to an ONNX folder that :class:`OnnxClassifier` serves.
 
     The same as ``estimator.export_onnx(path)``. The graph maps token ids
@@ -320,6 +392,18 @@ def export_onnx(estimator: Any, path: str | os.PathLike) -> Path:
     the tiny test models). Only a complete, checked export is moved to
     ``path``, so a failed export leaves no folder that looks valid.
 
+    ``quantize="int8"`` then quantizes the checked fp32 graph with
+    onnxruntime's dynamic quantization (``quantize_dynamic``: int8 weights,
+    activations quantized per batch), for fast CPU inference, e.g. a teacher
+    labeling a large transfer set. The int8 graph is checked on the probe
+    texts too, against a bound it can meet (every logit within 25% of the
+    largest); its max logit difference to torch and its argmax agreement on
+    them go into ``onnx_config.json`` (``"quantization_check"``). On
+    all-MiniLM-L6-v2 fine-tuned on SST-2, ``benchmarks/teacher_throughput.py``
+    measured 2.6x the texts/s of torch fp32 (a busy 2-vCPU machine), a graph
+    4x smaller, 98.2% argmax agreement with fp32 and no accuracy loss, for the
+    teacher and for a student distilled from its labels.
+
     Parameters
     ----------
     estimator : TransformerClassifier or BiLSTMClassifier
@@ -328,6 +412,10 @@ def export_onnx(estimator: Any, path: str | os.PathLike) -> Path:
     path : str or path-like
         The folder to write. It must not exist, be empty, or hold an earlier
         export (which is replaced). Missing parent folders are created.
+    quantize : {None, "int8"}, default=None
+        None writes the fp32 graph; ``"int8"`` its dynamic int8
+        quantization (needs ``onnxruntime.quantization``, part of
+        onnxruntime). Recorded as ``"quantization"`` in the config.
 
     Returns
     -------
@@ -339,6 +427,8 @@ def export_onnx(estimator: Any, path: str | os.PathLike) -> Path:
         If the estimator is not fitted.
     FileExistsError
         If ``path`` is a file or a folder holding other files.
+    ValueError
+        If ``quantize`` is not None or ``"int8"``.
     ImportError
         If ``onnx``, ``onnxscript`` or ``onnxruntime`` is missing
         (``pip install "kdtext[onnx]"``).
@@ -350,8 +440,21 @@ def export_onnx(estimator: Any, path: str | os.PathLike) -> Path:
     PosixPath('model-onnx')
     >>> OnnxClassifier("model-onnx").fit().predict(["a great film"])  # doctest: +SKIP
     array([1])
+
+    An int8 teacher for labeling a large transfer set:
+
+    >>> teacher.export_onnx("teacher-int8", quantize="int8")  # doctest: +SKIP
+    PosixPath('teacher-int8')
+    >>> fast = OnnxClassifier.from_pretrained("teacher-int8")  # doctest: +SKIP
+    >>> DistillationClassifier(fast, student).fit(unlabeled_texts)  # doctest: +SKIP
     """
     from ._neural import NeuralTextClassifier
+
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(
+            f"quantize must be one of {list(QUANTIZATIONS)} (None: the fp32 graph; 'int8': onnxruntime's dynamic "
+            f"int8 quantization), got {quantize!r}."
+        )
 
     if not isinstance(estimator, NeuralTextClassifier):
         raise TypeError(
@@ -399,7 +502,13 @@ def export_onnx(estimator: Any, path: str | os.PathLike) -> Path:
             config["opset"] = _export_graph(estimator, batch, tmp / MODEL_NAME)
             config["exporter"] = f"torch.onnx.export(dynamo=True), torch {torch.__version__}"
             config["external_data"] = (tmp / EXTERNAL_DATA_NAME).exists()
-            diff = _check_export(estimator, tmp, config, probe)
+            diff, _ = _check_export(estimator, tmp, config, probe)
+            config["quantization"] = quantize
+            if quantize == "int8":
+                _quantize_int8(tmp, config)
+                qdiff, qagree = _check_export(estimator, tmp, config, probe, quantized=True)
+                config["quantization_check"] = {"probe_texts": len(probe), "max_logit_diff": qdiff,
+                                                "argmax_agreement": qagree}
         # written last: a folder without it is not an export
         (tmp / ONNX_CONFIG_NAME).write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
         _replace_folder(tmp, target)
@@ -408,6 +517,11 @@ def export_onnx(estimator: Any, path: str | os.PathLike) -> Path:
         raise
     logger.info("exported %s to %s (opset %d, max logit difference to torch %.2g on the probe texts)",
                 name, target, config["opset"], diff)
+    if quantize:
+        check = config["quantization_check"]
+        logger.info("quantized %s to %s: max logit difference to torch %.2g, argmax agreement %.0f%% on %d probe "
+                    "texts", name, quantize, check["max_logit_diff"], 100 * check["argmax_agreement"],
+                    check["probe_texts"])
     return target
 
 
@@ -438,6 +552,11 @@ def _read_config(folder: Path) -> dict:
         raise ModelNotFoundError(
             f"{file} has format {config['format']!r}; this kdtext reads format {FORMAT}. Export with this "
             "version of kdtext, or serve with the version that exported it."
+        )
+    if config.get("quantization") not in QUANTIZATIONS:  # absent in exports written before int8 existed: fp32
+        raise ModelNotFoundError(
+            f"{file}: 'quantization' must be one of {list(QUANTIZATIONS)}, got {config['quantization']!r}. "
+            "Export again, or serve with the kdtext version that exported it."
         )
     inputs = config["inputs"]
     if not isinstance(inputs, list) or not inputs or any(i not in _INPUTS for i in inputs):
