@@ -4,7 +4,7 @@
 
 ``model.onnx``
     The fp32 graph from token ids and an attention mask (transformers) or
-    lengths (BiLSTM) to logits, with dynamic batch and sequence axes; with
+    lengths (BiLSTM, static student) to logits, with dynamic batch and sequence axes; with
     ``quantize="int8"``, that graph after onnxruntime's dynamic int8
     quantization of its weights.
 ``tokenizer.json``
@@ -382,7 +382,7 @@ def export_onnx(estimator: Any, path: str | os.PathLike, *, quantize: str | None
 
     The same as ``estimator.export_onnx(path)``. The graph maps token ids
     plus an attention mask (:class:`~kdtext.TransformerClassifier`) or
-    lengths (:class:`~kdtext.BiLSTMClassifier`) to fp32 logits, with dynamic
+    lengths (:class:`~kdtext.BiLSTMClassifier`, :class:`~kdtext.StaticEmbeddingClassifier`) to fp32 logits, with dynamic
     batch and sequence axes; it is exported with ``torch.onnx.export(...,
     dynamo=True)`` on the CPU. Before anything is written to ``path``, the
     export is checked on a few probe texts (mixed case, accents, several
@@ -406,7 +406,7 @@ def export_onnx(estimator: Any, path: str | os.PathLike, *, quantize: str | None
 
     Parameters
     ----------
-    estimator : TransformerClassifier or BiLSTMClassifier
+    estimator : TransformerClassifier, BiLSTMClassifier or StaticEmbeddingClassifier
         A fitted estimator. Its ``max_length`` (capped at what the model
         supports) and its tokenizer's rules are written with the model.
     path : str or path-like
@@ -458,7 +458,7 @@ def export_onnx(estimator: Any, path: str | os.PathLike, *, quantize: str | None
 
     if not isinstance(estimator, NeuralTextClassifier):
         raise TypeError(
-            f"export_onnx exports kdtext's neural estimators (TransformerClassifier, BiLSTMClassifier), got "
+            f"export_onnx exports kdtext's neural estimators (TransformerClassifier, BiLSTMClassifier, StaticEmbeddingClassifier), got "
             f"{type(estimator).__name__}. For a scikit-learn pipeline, see skl2onnx."
         )
     name = type(estimator).__name__
