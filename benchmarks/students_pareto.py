@@ -316,7 +316,7 @@ def plot(out_dir: Path) -> None:
                        color="black" if r["row"].startswith("teacher") else None)
             ax.annotate(r["row"], (r["texts/s"], r[m]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xscale("log")
-        ax.set_xlabel("texts/s, batched (log scale; 2 CPU cores)")
+        ax.set_xlabel("texts/s, batched (log scale; one thread each, see benchmarks/README.md)")
         ax.set_ylabel(m)
         ax.set_title(f"{res['set']}: {res['n_labeled']} labeled + {res['n_unlabeled']} transfer texts")
         ax.grid(True, which="both", alpha=0.3)
