@@ -2,11 +2,14 @@
 
 Rows, all measured in one run on the same evaluation texts:
 
-- hard-label twins trained on the labeled texts only (TF-IDF + LogisticRegression, BiLSTM);
+- hard-label twins trained on the labeled texts only (TF-IDF + LogisticRegression, BiLSTM, and the
+  static-embedding student with vectors from the teacher's starting checkpoint: ``static (gold)``);
 - the teacher (a TransformerClassifier fine-tuned on the labeled texts);
 - distilled students on labeled + unlabeled texts, one row per route:
   TF-IDF + Ridge on logits, TF-IDF + LogisticRegression on the teacher's labels ("hard") and on its
-  full distribution ("proba"), BiLSTM with MSE on logits and with KL at temperature T.
+  full distribution ("proba"), BiLSTM with MSE on logits and with KL at temperature T, and ``static (kd)``:
+  ``StaticEmbeddingClassifier(<teacher folder>)`` with kdtext's distillation defaults (``--static-params`` and
+  ``--static-kd-params`` change its parameters).
 
 The teacher is saved under ``--cache`` and reused by later runs (``--retrain-teacher`` to refit); its outputs are
 cached there too (``DistillationClassifier(memory=...)``), so each distinct text is labeled once across all rows.
