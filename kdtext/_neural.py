@@ -61,6 +61,76 @@ def _is_jsonable(value: Any) -> bool:
     return True
 
 
+def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int):
+    """Right-padded ``(ids, lengths)`` long tensors of a batch of id sequences (on the CPU)."""
+    import torch
+
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    ids = torch.full((len(seqs), int(lengths.max())), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return ids, lengths
+
+
+#: file names of a torch module saved by :func:`save_module_folder`
+MODULE_WEIGHTS_NAME = "model.safetensors"
+MODULE_TOKENIZER_NAME = "tokenizer.json"
+
+
+def save_module_folder(path: Path, module: Any, tokenizer: Any, config_name: str, config: dict) -> None:
+    """Write a module's weights (safetensors), its ``tokenizers.Tokenizer`` and a JSON config into ``path``."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(path / MODULE_WEIGHTS_NAME))
+    tokenizer.save(str(path / MODULE_TOKENIZER_NAME))
+    (path / config_name).write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def read_module_folder(path: Path, what: str, config_name: str, required: tuple[str, ...] = ("module",)):
+    """The ``(config, tokenizer)`` of a folder written by :func:`save_module_folder`, with a clear error for a
+    missing or damaged file. ``config["module"]`` must be an object; the other ``required`` keys must exist."""
+    from tokenizers import Tokenizer
+
+    missing = [f for f in (config_name, MODULE_TOKENIZER_NAME, MODULE_WEIGHTS_NAME) if not (path / f).is_file()]
+    if missing:
+        raise ModelNotFoundError(
+            f"The {what} folder {path} lacks {', '.join(missing)}; save_pretrained writes "
+            f"{config_name}, {MODULE_TOKENIZER_NAME} and {MODULE_WEIGHTS_NAME}. Save the estimator again."
+        )
+    try:
+        config = json.loads((path / config_name).read_text(encoding="utf-8"))
+        config["module"] = dict(config["module"])
+        for key in required:
+            config[key]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise ModelNotFoundError(
+            f"{path / config_name} is damaged or truncated ({type(exc).__name__}: {exc}). Save the "
+            "estimator again."
+        ) from None
+    try:
+        tokenizer = Tokenizer.from_file(str(path / MODULE_TOKENIZER_NAME))
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"{path / MODULE_TOKENIZER_NAME} cannot be read ({exc}); it is damaged or truncated. Save the estimator "
+            "again."
+        ) from None
+    return config, tokenizer
+
+
+def load_module_weights(path: Path, module: Any) -> None:
+    """Load the weights :func:`save_module_folder` wrote into ``module``, with a clear error."""
+    from safetensors.torch import load_file
+
+    try:
+        module.load_state_dict(load_file(str(path / MODULE_WEIGHTS_NAME)))
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"{path / MODULE_WEIGHTS_NAME} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0]}); it "
+            "is damaged, truncated or from another model. Save the estimator again."
+        ) from None
+
+
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
     """Batches of indices, longest first, so each batch pads to similar lengths."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
@@ -411,10 +481,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         try:
             with torch.inference_mode(), self._autocast():
                 for start, seqs in self._iter_encoded_chunks(texts):
-                    for idx in length_sorted_batches([len(s) for s in seqs], bs):
-                        batch = self._collate([seqs[i] for i in idx], self.device_)
-                        logits = self._forward(batch).float()
-                        out[start + idx] = logits.cpu().numpy()
+                    for idx, logits in self._chunk_logits(seqs, bs):
+                        out[start + idx] = logits
                         if pbar is not None:
                             pbar.update(len(idx))
         finally:
@@ -422,6 +490,13 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                 pbar.close()
             model.train(was_training)
         return out
+
+    def _chunk_logits(self, seqs: list[list[int]], batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(positions in ``seqs``, their float32 logits) batch by batch, under ``inference_mode``: by default
+        length-sorted batches padded by ``_collate`` through ``_forward``."""
+        for idx in length_sorted_batches([len(s) for s in seqs], batch_size):
+            batch = self._collate([seqs[i] for i in idx], self.device_)
+            yield idx, self._forward(batch).float().cpu().numpy()
 
     # -------------------------------------------------------------- training
     def _progress(self, **kwargs):

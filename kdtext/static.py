@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import json
 import logging
 import os
 import re
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._neural import NeuralTextClassifier
+from ._neural import NeuralTextClassifier, load_module_weights, pad_ids, read_module_folder, save_module_folder
 from .exceptions import ModelNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -39,8 +38,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["StaticEmbeddingClassifier", "StaticEmbeddingModule"]
 
 MODULE_CONFIG_NAME = "static_config.json"
-WEIGHTS_NAME = "model.safetensors"
-TOKENIZER_NAME = "tokenizer.json"
 
 _INSTALL_HINT = 'pip install "kdtext[static]"'
 # characters that str.split() splits on
@@ -527,43 +524,18 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
         # an empty text becomes one pad token, which maps to the zero row: the head's bias decides
         return [s[:n] or [pad] for s in seqs]
 
-    def _predict_logits(self, texts, *, progress_desc="predict"):
-        """As the base class, without padding: each chunk's ids go through the table as one flat bag."""
-        out = np.empty((len(texts), len(self.classes_)), dtype=np.float32)
-        if not texts:
-            return out
-        from .base import encodable_texts
-
-        texts = encodable_texts(texts)
+    def _chunk_logits(self, seqs, batch_size):
+        """As the base class, without padding: each batch's ids go through the table as one flat bag."""
         model = self.model_
-        was_training = model.training
-        model.eval()
         id_map = model.id_map.cpu().numpy()
-        bs = max(int(self.predict_batch_size), 1)
-        pbar = self._progress(total=len(texts), desc=progress_desc, unit="text")
-        try:
-            with torch.inference_mode(), self._autocast():
-                for start, seqs in self._iter_encoded_chunks(texts):
-                    for b in range(0, len(seqs), bs):
-                        part = seqs[b : b + bs]
-                        lengths = np.fromiter(map(len, part), dtype=np.int64, count=len(part))
-                        rows = id_map[np.fromiter(itertools.chain.from_iterable(part), dtype=np.int64,
-                                                  count=int(lengths.sum()))]
-                        logits = model.bag_forward(rows, lengths, self.device_)
-                        out[start + b : start + b + len(part)] = logits.float().cpu().numpy()
-                    if pbar is not None:
-                        pbar.update(len(seqs))
-        finally:
-            if pbar is not None:
-                pbar.close()
-            model.train(was_training)
-        return out
+        for b in range(0, len(seqs), batch_size):
+            part = seqs[b : b + batch_size]
+            lengths = np.fromiter(map(len, part), dtype=np.int64, count=len(part))
+            rows = id_map[np.fromiter(itertools.chain.from_iterable(part), dtype=np.int64, count=int(lengths.sum()))]
+            yield np.arange(b, b + len(part)), model.bag_forward(rows, lengths, self.device_).float().cpu().numpy()
 
     def _collate(self, seqs, device):
-        lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-        ids = torch.full((len(seqs), int(lengths.max())), self._pad_id, dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+        ids, lengths = pad_ids(seqs, self._pad_id)
         return {"input_ids": ids.to(device), "lengths": lengths.to(device)}
 
     def _forward(self, batch):
@@ -594,50 +566,24 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
             self.n_pieces_ = int(config["n_pieces"])
 
     def _save_model(self, path: Path) -> None:
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
-        save_file(state, str(path / WEIGHTS_NAME))
-        self.tokenizer_.save(str(path / TOKENIZER_NAME))
         cache = getattr(self, "_word_cache", None)
         config = {"module": self.model_.config, "pad_id": int(self._pad_id),
                   "word_cache": None if cache is None else {"unsafe_chars": cache.unsafe_chars}}
-        (path / MODULE_CONFIG_NAME).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        save_module_folder(path, self.model_, self.tokenizer_, MODULE_CONFIG_NAME, config)
 
     def _load_model(self, path: Path) -> None:
-        from safetensors.torch import load_file
-        from tokenizers import Tokenizer
-
-        missing = [f for f in (MODULE_CONFIG_NAME, TOKENIZER_NAME, WEIGHTS_NAME) if not (path / f).is_file()]
-        if missing:
-            raise ModelNotFoundError(
-                f"The StaticEmbeddingClassifier folder {path} lacks {', '.join(missing)}; save_pretrained writes "
-                f"{MODULE_CONFIG_NAME}, {TOKENIZER_NAME} and {WEIGHTS_NAME}. Save the estimator again."
-            )
+        config, self.tokenizer_ = read_module_folder(path, "StaticEmbeddingClassifier", MODULE_CONFIG_NAME,
+                                                     required=("module", "pad_id"))
+        module_config = config["module"]
         try:
-            config = json.loads((path / MODULE_CONFIG_NAME).read_text(encoding="utf-8"))
-            module_config = dict(config["module"])
-            pad = int(config["pad_id"])
+            self._pad_id = int(config["pad_id"])
             cache = config.get("word_cache")
             self._word_cache = None if cache is None else _WordCache(str(cache["unsafe_chars"]))
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            self.model_ = StaticEmbeddingModule(**module_config)
+        except (ValueError, KeyError, TypeError) as exc:
             raise ModelNotFoundError(
                 f"{path / MODULE_CONFIG_NAME} is damaged or truncated ({type(exc).__name__}: {exc}). Save the "
                 "estimator again."
             ) from None
-        try:
-            self.tokenizer_ = Tokenizer.from_file(str(path / TOKENIZER_NAME))
-        except Exception as exc:
-            raise ModelNotFoundError(
-                f"{path / TOKENIZER_NAME} cannot be read ({exc}); it is damaged or truncated. Save the estimator again."
-            ) from None
-        self._pad_id = pad
-        try:
-            self.model_ = StaticEmbeddingModule(**module_config)
-            self.model_.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
-        except Exception as exc:
-            raise ModelNotFoundError(
-                f"{path / WEIGHTS_NAME} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0]}); it is "
-                "damaged, truncated or from another model. Save the estimator again."
-            ) from None
+        load_module_weights(path, self.model_)
         self.n_pieces_ = int(module_config["n_rows"]) - 1

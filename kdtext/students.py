@@ -11,7 +11,6 @@ logits.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 from numbers import Integral, Real
@@ -23,7 +22,13 @@ import torch
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from tokenizers import Tokenizer
 
-from ._neural import NeuralTextClassifier
+from ._neural import (
+    NeuralTextClassifier,
+    load_module_weights,
+    pad_ids,
+    read_module_folder,
+    save_module_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +37,6 @@ __all__ = ["BiLSTMClassifier", "BiLSTMModule", "train_tokenizer"]
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
 MODULE_CONFIG_NAME = "bilstm_config.json"
-WEIGHTS_NAME = "model.safetensors"
-TOKENIZER_NAME = "tokenizer.json"
 
 _TOKENIZER_KINDS = ("bpe", "unicode_bpe", "wordpiece")
 _POOLINGS = ("last", "max", "mean", "max_mean")
@@ -590,11 +593,8 @@ class BiLSTMClassifier(NeuralTextClassifier):
         return [e.ids[:n] or [pad] for e in self.tokenizer_.encode_batch(texts, add_special_tokens=False)]
 
     def _collate(self, seqs, device):
-        lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-        ids = torch.full((len(seqs), int(lengths.max())), self._pad_id, dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
-        return {"input_ids": ids.to(device), "lengths": lengths}
+        ids, lengths = pad_ids(seqs, self._pad_id)
+        return {"input_ids": ids.to(device), "lengths": lengths}  # packing wants the lengths on the CPU
 
     def _forward(self, batch):
         return self.model_(batch["input_ids"], batch["lengths"])
@@ -608,50 +608,16 @@ class BiLSTMClassifier(NeuralTextClassifier):
         return _ExportableBiLSTM(self.model_)
 
     def _save_model(self, path: Path) -> None:
-        from safetensors.torch import save_file
-
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
-        save_file(state, str(path / WEIGHTS_NAME))
-        self.tokenizer_.save(str(path / TOKENIZER_NAME))
         config = {"module": self.model_.config, "user_tokenizer": not isinstance(self.tokenizer, str)}
-        (path / MODULE_CONFIG_NAME).write_text(json.dumps(config, indent=2), encoding="utf-8")
+        save_module_folder(path, self.model_, self.tokenizer_, MODULE_CONFIG_NAME, config)
 
     def _load_model(self, path: Path) -> None:
-        from safetensors.torch import load_file
-
-        from .exceptions import ModelNotFoundError
-
-        missing = [f for f in (MODULE_CONFIG_NAME, TOKENIZER_NAME, WEIGHTS_NAME) if not (path / f).is_file()]
-        if missing:
-            raise ModelNotFoundError(
-                f"The BiLSTMClassifier folder {path} lacks {', '.join(missing)}; save_pretrained writes "
-                f"{MODULE_CONFIG_NAME}, {TOKENIZER_NAME} and {WEIGHTS_NAME}. Save the estimator again."
-            )
-        try:
-            config = json.loads((path / MODULE_CONFIG_NAME).read_text(encoding="utf-8"))
-            module_config = dict(config["module"])
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            raise ModelNotFoundError(
-                f"{path / MODULE_CONFIG_NAME} is damaged or truncated ({type(exc).__name__}: {exc}). Save the "
-                "estimator again."
-            ) from None
-        try:
-            self.tokenizer_ = Tokenizer.from_file(str(path / TOKENIZER_NAME))
-        except Exception as exc:
-            raise ModelNotFoundError(
-                f"{path / TOKENIZER_NAME} cannot be read ({exc}); it is damaged or truncated. Save the estimator again."
-            ) from None
+        config, self.tokenizer_ = read_module_folder(path, "BiLSTMClassifier", MODULE_CONFIG_NAME)
+        module_config = config["module"]
         if config.get("user_tokenizer") and isinstance(self.tokenizer, str):
             # the ready tokenizer was not JSON-serialisable: restore the parameter from the saved copy
             self.tokenizer = copy.deepcopy(self.tokenizer_)
         pad = module_config.get("padding_idx")
         self._pad_id = 0 if pad is None else pad
         self.model_ = BiLSTMModule(**module_config)
-        try:
-            weights = load_file(str(path / WEIGHTS_NAME))
-            self.model_.load_state_dict(weights)
-        except Exception as exc:
-            raise ModelNotFoundError(
-                f"{path / WEIGHTS_NAME} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0]}); it is "
-                "damaged, truncated or from another model. Save the estimator again."
-            ) from None
+        load_module_weights(path, self.model_)
