@@ -379,7 +379,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         self._fit_impl(texts, classes, y_idx, None, loss="ce", temperature=1.0, alpha=1.0)
         return self
 
-    def fit_soft(self, X, teacher_logits, y=None, *, classes, loss="kl", temperature=2.0, alpha=0.0):
+    def fit_soft(self, X, teacher_logits, y=None, *, classes, loss="kl", temperature=2.0, alpha=0.0, hidden=None):
         """Train on a teacher's soft targets, with gold labels where given.
 
         This is kdtext's soft-target interface (see
@@ -404,12 +404,21 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
             Softmax temperature of the KL loss.
         alpha : float, default=0.0
             Weight of the hard-label cross-entropy.
+        hidden : kdtext._hidden.HiddenTarget or None, default=None
+            Hidden-state losses against a transformer teacher run beside the
+            student (set by :class:`~kdtext.DistillationClassifier`'s
+            ``hidden_loss`` / ``pooled_weight``; transformer students only).
 
         Returns
         -------
         self : object
         """
         self._validate_params()
+        if hidden is not None and not hasattr(self, "_forward_hidden"):
+            raise TypeError(
+                f"{type(self).__name__} has no transformer hidden states to match: hidden-state distillation "
+                "(hidden_loss / pooled_weight) needs a TransformerClassifier student."
+            )
         texts = check_texts(X)
         classes = np.asarray(classes)
         if classes.ndim != 1 or len(classes) < 2:
@@ -440,7 +449,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
 
         temperature, alpha = _check_temperature(temperature), _check_alpha(alpha)  # before any training starts
         self._check_class_weight(classes)
-        self._fit_impl(texts, classes, y_idx, logits, loss=loss, temperature=temperature, alpha=alpha)
+        self._fit_impl(texts, classes, y_idx, logits, loss=loss, temperature=temperature, alpha=alpha, hidden=hidden)
         return self
 
     @property
@@ -585,7 +594,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         mask[val] = True
         return np.flatnonzero(~mask), np.flatnonzero(mask)
 
-    def _fit_impl(self, texts, classes, y_idx, teacher_logits, *, loss, temperature, alpha):
+    def _fit_impl(self, texts, classes, y_idx, teacher_logits, *, loss, temperature, alpha, hidden=None):
         """Train a new state on the side and assign it to ``self`` only on success.
 
         A fit that raises (bad data found late, a tokenizer error, a
@@ -602,7 +611,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
             work.__dict__.update({k: v for k, v in vars(self).items() if not self._is_fitted_attribute(k)})
             try:
                 work._train(texts, np.asarray(classes), y_idx, teacher_logits,
-                            loss=loss, temperature=temperature, alpha=alpha)
+                            loss=loss, temperature=temperature, alpha=alpha, hidden=hidden)
                 break
             except _RestartFit:
                 if attempt:
@@ -622,7 +631,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
     def _is_fitted_attribute(self, name: str) -> bool:
         return (name.endswith("_") and not name.startswith("__")) or name in self._private_fitted_attributes
 
-    def _train(self, texts, classes, y_idx, teacher_logits, *, loss, temperature, alpha):
+    def _train(self, texts, classes, y_idx, teacher_logits, *, loss, temperature, alpha, hidden=None):
         import torch
 
         from .losses import distillation_loss
@@ -631,8 +640,10 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         checkpoint = None
         resumed = None
         if self.checkpoint_dir is not None:
-            checkpoint = _Checkpoint(self.checkpoint_dir, self._fit_fingerprint(texts, classes, y_idx, teacher_logits,
-                                                                               loss, temperature, alpha))
+            checkpoint = _Checkpoint(self.checkpoint_dir, self._fit_fingerprint(
+                texts, classes, y_idx, teacher_logits, loss, temperature, alpha,
+                None if hidden is None else hidden.describe(),
+            ))
             resumed = checkpoint.load()
             if resumed is not None and self.random_state is None and resumed["loop"].get("finished"):
                 # a finished fit with a fresh seed each time: a new fit, not a replay of the old one
@@ -657,20 +668,27 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
             t_t = None if teacher_logits is None else torch.as_tensor(teacher_logits)
             cw = self._class_weights(y_idx, n_classes)
             cw_t = None if cw is None else torch.as_tensor(cw, dtype=torch.float32, device=self.device_)
+            # hidden-state losses: the teacher runs beside the student on each training batch
+            aux = None if hidden is None else hidden.bind(self)
 
             def batch_loss(idx):
                 batch = self._collate([seqs[i] for i in idx], self.device_)
+                with_hidden = aux is not None and self.model_.training  # validation scores the soft loss only
                 with self._autocast():
-                    logits = self._forward(batch).float()
+                    if with_hidden:
+                        logits, states = self._forward_hidden(batch)
+                        logits = logits.float()
+                    else:
+                        logits = self._forward(batch).float()
                 yb = y_t[idx].to(self.device_)
                 if t_t is None:
                     return torch.nn.functional.cross_entropy(logits, yb, weight=cw_t), logits
                 tb = t_t[idx].to(self.device_)
-                return (
-                    distillation_loss(logits, tb, yb, loss=loss, temperature=temperature, alpha=alpha,
-                                      class_weight=cw_t),
-                    logits,
-                )
+                value = distillation_loss(logits, tb, yb, loss=loss, temperature=temperature, alpha=alpha,
+                                          class_weight=cw_t)
+                if with_hidden:
+                    value = value + aux.loss(batch, states)
+                return value, logits
 
             # validation target: the gold label where known, else the teacher's argmax
             val_target = y_idx.copy()
@@ -679,6 +697,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                 val_target[unl] = np.argmax(teacher_logits[unl], axis=1)
 
             params = self._param_groups()
+            if aux is not None and aux.parameters():  # the learned projection, trained with the student
+                params.append({"params": aux.parameters(), "weight_decay": 0.0})
             optimizer = torch.optim.AdamW(params, lr=self.learning_rate)
             steps_per_epoch = math.ceil(len(train_idx) / self.batch_size)
             n_epochs = self._n_epochs(steps_per_epoch)
@@ -711,6 +731,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                         torch.cuda.set_rng_state_all(resumed["cuda_rng"])
                     loop.update(resumed["loop"])
                     best_state = resumed["best_state"]
+                    if aux is not None:
+                        aux.load_state_dict(resumed["aux"])
                 except (KeyError, RuntimeError, ValueError, TypeError) as exc:
                     # matched the fingerprint but does not fit this model: unusable, start afresh
                     checkpoint.set_aside(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
@@ -727,6 +749,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                     "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state_all() if self.device_.type == "cuda" else None,
                     "extra": self._checkpoint_extra(),
+                    "aux": None if aux is None else aux.state_dict(),
                 })
 
             self.history_ = loop["history"]  # filled live on the estimator being trained (a copy until success)
@@ -806,6 +829,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                 )
             if best_state is not None:
                 self.model_.load_state_dict(best_state)
+            self.model_.zero_grad(set_to_none=True)  # the last step's gradients would double the fitted model's memory
             self.history_ = list(loop["history"])
             self.n_iter_ = loop["epoch"]
             self.best_epoch_ = loop["best_epoch"]
@@ -857,7 +881,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         return np.array([float(cw.get(c, 1.0)) for c in self.classes_.tolist()])
 
     # ------------------------------------------------------------ checkpoints
-    def _fit_fingerprint(self, texts, classes, y_idx, teacher_logits, loss, temperature, alpha) -> str:
+    def _fit_fingerprint(self, texts, classes, y_idx, teacher_logits, loss, temperature, alpha, hidden=None) -> str:
         """What a checkpoint must match to be resumed: the data and every parameter that shapes training."""
         import hashlib
 
@@ -873,7 +897,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         if self.random_state is None:
             params.pop("random_state")  # a fresh seed was drawn; the checkpoint keeps it
         extra = joblib.hash((type(self).__name__, params, np.asarray(classes).tolist(), y_idx, teacher_logits,
-                             loss, float(temperature), float(alpha)))
+                             loss, float(temperature), float(alpha)) + (() if hidden is None else (hidden,)))
         h.update(extra.encode())
         return h.hexdigest()
 

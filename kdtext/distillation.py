@@ -257,6 +257,35 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         mostly repeats their labels), 1 from the gold labels alone (the
         hard-label twin on the labeled texts, plus the teacher's labels
         on the others for the "hard" and "proba" routes).
+    hidden_loss : {"cosine", "mse"} or None, default=None
+        Transformer students only (a :class:`~kdtext.TransformerClassifier`
+        teacher and student sharing the teacher's tokenizer, e.g. a
+        :func:`~kdtext.shrink_transformer` copy; a reduced vocabulary is
+        fine): also match the student's hidden states to the teacher's at
+        the mapped layers, position by position with padding left out:
+        DistilBERT's cosine loss or TinyBERT's squared error. When the widths
+        differ, a learned linear projection maps the student's states to the
+        teacher's width (starting as the dims ``shrink_transformer`` sliced,
+        when it narrowed the student), trained with the student and then
+        dropped. The teacher then runs beside the student on every training
+        batch (no gradients, the student's tokens, the teacher's device):
+        each epoch costs one teacher forward pass over the training texts on
+        top of the student's step, while the soft targets still come from the
+        once-per-text cache. Validation scores the soft loss only.
+    hidden_weight : float, default=1.0
+        Weight of the hidden-state term (the mean over the mapped layers).
+    hidden_layers : "auto", "last" or dict, default="auto"
+        Which hidden states are compared (0 = embeddings, i = after layer
+        i): "auto" maps the embeddings and every student layer to the teacher
+        layer ``shrink_transformer`` copied it from (TinyBERT-style, uniform
+        when unknown); "last" compares the last states only (DistilBERT); a
+        dict ``{student_index: teacher_index}`` names the pairs.
+    pooled_weight : float, default=0.0
+        Weight of a squared distance between the L2-normalised sentence
+        vectors (the [CLS] state or the masked mean, as each model's head
+        reads) of student and teacher, as the Russian tutorial aligned them.
+        Works with or without ``hidden_loss``; also runs the teacher beside
+        the student.
     unlabeled_label : int, str or None, default=-1
         The value of ``y`` that marks a text without a gold label (as in
         :class:`sklearn.semi_supervised.SelfTrainingClassifier`). With string
@@ -356,6 +385,10 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         "loss": [StrOptions({"kl", "mse"})],
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "alpha": [Interval(Real, 0, 1, closed="both")],
+        "hidden_loss": [None, StrOptions({"cosine", "mse"})],
+        "hidden_weight": [Interval(Real, 0, None, closed="left")],
+        "hidden_layers": [StrOptions({"auto", "last"}), dict],
+        "pooled_weight": [Interval(Real, 0, None, closed="left")],
         "unlabeled_label": "no_validation",
         "augment": [Interval(Integral, 0, None, closed="left")],
         "p_mask": [Interval(Real, 0, 1, closed="both")],
@@ -377,6 +410,10 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         loss: str = "kl",
         temperature: float = 2.0,
         alpha: float = 0.0,
+        hidden_loss: str | None = None,
+        hidden_weight: float = 1.0,
+        hidden_layers: Any = "auto",
+        pooled_weight: float = 0.0,
         unlabeled_label: Any = -1,
         augment: int = 0,
         p_mask: float = 0.1,
@@ -394,6 +431,10 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         self.loss = loss
         self.temperature = temperature
         self.alpha = alpha
+        self.hidden_loss = hidden_loss
+        self.hidden_weight = hidden_weight
+        self.hidden_layers = hidden_layers
+        self.pooled_weight = pooled_weight
         self.unlabeled_label = unlabeled_label
         self.augment = augment
         self.p_mask = p_mask
@@ -600,6 +641,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         y_idx = self._split_labels(y, len(texts), classes)
         student = clone(self.student)
         target = self._resolve_target(student)
+        hidden = self._hidden_target(teacher, student, target)
         # everything below builds the new state in locals; ``self`` changes only at the end
 
         if self.augment:
@@ -629,7 +671,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         with warnings.catch_warnings():
             # the student's own interrupt warning becomes this estimator's (below), once; others pass live
             warnings.filterwarnings("ignore", category=TrainingInterruptedWarning)
-            fitted = self._fit_student(student, target, distinct, np.asarray(logits), gold, classes)
+            fitted = self._fit_student(student, target, distinct, np.asarray(logits), gold, classes, hidden)
         interrupted = bool(getattr(fitted, "interrupted_", False))
         if interrupted:
             warnings.warn(
@@ -713,10 +755,36 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
             )
         return report
 
-    def _fit_student(self, student, route, texts, logits, gold, classes):
+    def _hidden_target(self, teacher, student, route):
+        """The hidden-state settings for the student's ``fit_soft``, checked before any labeling; None when off."""
+        if self.hidden_loss is None and self.pooled_weight == 0:
+            return None
+        from .teachers import TransformerClassifier
+
+        wanted = f"hidden_loss={self.hidden_loss!r}, pooled_weight={self.pooled_weight!r}"
+        inner = teacher.estimator if type(teacher).__name__ == "FrozenEstimator" else teacher
+        if not isinstance(inner, TransformerClassifier):
+            raise TypeError(
+                f"{wanted} matches a transformer student's hidden states to its teacher's, so the teacher must be "
+                f"a fitted TransformerClassifier, not {type(inner).__name__}. Use hidden_loss=None, pooled_weight=0."
+            )
+        if not isinstance(student, TransformerClassifier) or route != "soft":
+            raise TypeError(
+                f"{wanted} needs a TransformerClassifier student on the 'soft' route; got "
+                f"{type(student).__name__} on the {route!r} route. Use hidden_loss=None, pooled_weight=0 for other "
+                "students."
+            )
+        from ._hidden import HiddenTarget
+
+        return HiddenTarget(inner, loss=self.hidden_loss, weight=self.hidden_weight, layers=self.hidden_layers,
+                            pooled_weight=self.pooled_weight)
+
+    def _fit_student(self, student, route, texts, logits, gold, classes, hidden=None):
         if route == "soft":
+            kw = {} if hidden is None else {"hidden": hidden}  # students of other libraries need not know it
             return student.fit_soft(
-                texts, logits, gold, classes=classes, loss=self.loss, temperature=self.temperature, alpha=self.alpha
+                texts, logits, gold, classes=classes, loss=self.loss, temperature=self.temperature, alpha=self.alpha,
+                **kw,
             )
         if route == "logits":
             return student.fit(texts, logits)

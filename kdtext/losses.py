@@ -44,6 +44,8 @@ __all__ = [
     "hard_loss",
     "distillation_loss",
     "cosine_hidden_loss",
+    "mse_hidden_loss",
+    "pooled_mse_loss",
 ]
 
 #: Names accepted by the ``loss`` parameter of :func:`distillation_loss`.
@@ -434,6 +436,59 @@ def cosine_hidden_loss(
     >>> cosine_hidden_loss(s, t, mask=torch.tensor([[1, 1, 0]])).item()  # (0 + 1) / 2
     0.5
     """
+    keep = _masked_positions(student_hidden, teacher_hidden, mask)
+    cos = F.cosine_similarity(student_hidden, teacher_hidden.to(student_hidden.dtype), dim=-1, eps=1e-8)
+    per_pos = 1.0 - cos
+    if keep is None:
+        return per_pos.mean()
+    if not bool(keep.any()):
+        return _zero_like_graph(student_hidden)
+    return per_pos[keep].mean()
+
+
+def mse_hidden_loss(
+    student_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Mean squared error on hidden states, as TinyBERT matches them (Jiao et al., 2020).
+
+    The squared difference averaged over the hidden dimension and over the
+    positions that ``mask`` keeps (padding left out).
+
+    Parameters
+    ----------
+    student_hidden : torch.Tensor of shape (..., hidden_size)
+        E.g. ``(batch, seq_len, hidden_size)``, projected to the teacher's width.
+    teacher_hidden : torch.Tensor, same shape as ``student_hidden``
+    mask : torch.Tensor of shape ``student_hidden.shape[:-1]``, default=None
+        Non-zero where a position counts. ``None`` keeps every position.
+
+    Returns
+    -------
+    loss : torch.Tensor
+        Non-negative scalar. A graph-connected zero when the mask keeps no position.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from kdtext.losses import mse_hidden_loss
+    >>> s = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [9.0, 9.0]]])
+    >>> t = torch.tensor([[[1.0, 2.0], [0.0, 0.0], [0.0, 0.0]]])
+    >>> mse_hidden_loss(s, t, mask=torch.tensor([[1, 1, 0]])).item()  # ((0 + 4) / 2 + (0 + 4) / 2) / 2
+    2.0
+    """
+    per_pos = _masked_positions(student_hidden, teacher_hidden, mask)
+    diff = (student_hidden - teacher_hidden.to(student_hidden.dtype)).pow(2).mean(dim=-1)
+    if per_pos is None:
+        return diff.mean()
+    if not bool(per_pos.any()):
+        return _zero_like_graph(student_hidden)
+    return diff[per_pos].mean()
+
+
+def _masked_positions(student_hidden: Any, teacher_hidden: Any, mask: Any) -> Optional[torch.Tensor]:
+    """Shape checks shared by the hidden-state losses; the boolean mask of kept positions (None: all)."""
     if not isinstance(student_hidden, torch.Tensor) or not isinstance(teacher_hidden, torch.Tensor):
         raise TypeError("student_hidden and teacher_hidden must be torch.Tensor.")
     if student_hidden.ndim < 2:
@@ -446,17 +501,48 @@ def cosine_hidden_loss(
             f"{tuple(student_hidden.shape)} and {tuple(teacher_hidden.shape)}. Project the "
             "student's hidden states to the teacher's size first."
         )
-    cos = F.cosine_similarity(student_hidden, teacher_hidden.to(student_hidden.dtype), dim=-1, eps=1e-8)
-    per_pos = 1.0 - cos
     if mask is None:
-        return per_pos.mean()
-    mask_t = torch.as_tensor(mask, device=per_pos.device)
-    if tuple(mask_t.shape) != tuple(per_pos.shape):
+        return None
+    mask_t = torch.as_tensor(mask, device=student_hidden.device)
+    if tuple(mask_t.shape) != tuple(student_hidden.shape[:-1]):
         raise ValueError(
-            f"mask must have shape {tuple(per_pos.shape)} (the hidden states without their last "
+            f"mask must have shape {tuple(student_hidden.shape[:-1])} (the hidden states without their last "
             f"dimension), got {tuple(mask_t.shape)}."
         )
-    keep = mask_t != 0
-    if not bool(keep.any()):
-        return _zero_like_graph(student_hidden)
-    return per_pos[keep].mean()
+    return mask_t != 0
+
+
+def pooled_mse_loss(student_vector: torch.Tensor, teacher_vector: torch.Tensor) -> torch.Tensor:
+    """Squared distance between L2-normalised sentence vectors, averaged over the batch.
+
+    The Russian rubert-tiny tutorial aligned the student's pooled ([CLS])
+    vector with the teacher's this way. For unit vectors the squared distance
+    equals ``2 * (1 - cos)``, so the loss lies in ``[0, 4]`` whatever the width.
+
+    Parameters
+    ----------
+    student_vector : torch.Tensor of shape (batch, hidden_size)
+        Projected to the teacher's width.
+    teacher_vector : torch.Tensor of shape (batch, hidden_size)
+
+    Returns
+    -------
+    loss : torch.Tensor
+
+    Examples
+    --------
+    >>> import torch
+    >>> from kdtext.losses import pooled_mse_loss
+    >>> pooled_mse_loss(torch.tensor([[3.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]])).item()
+    1.0
+    """
+    if not isinstance(student_vector, torch.Tensor) or not isinstance(teacher_vector, torch.Tensor):
+        raise TypeError("student_vector and teacher_vector must be torch.Tensor.")
+    if student_vector.ndim != 2 or student_vector.shape != teacher_vector.shape:
+        raise ValueError(
+            "student_vector and teacher_vector must both have shape (batch, hidden_size), got "
+            f"{tuple(student_vector.shape)} and {tuple(teacher_vector.shape)}."
+        )
+    s = F.normalize(student_vector, dim=-1, eps=1e-8)
+    t = F.normalize(teacher_vector.to(student_vector.dtype), dim=-1, eps=1e-8)
+    return (s - t).pow(2).sum(dim=-1).mean()

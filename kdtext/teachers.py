@@ -610,12 +610,22 @@ class TransformerClassifier(NeuralTextClassifier):
         return found
 
     def _forward(self, batch):
+        return self._run_model(batch, hidden_states=False)[0]
+
+    def _forward_hidden(self, batch):
+        """Logits and every hidden state (embeddings first), for hidden-state distillation."""
+        return self._run_model(batch, hidden_states=True)
+
+    def _run_model(self, batch, *, hidden_states: bool):
+        """(logits, hidden states or None): the head reads the [CLS] pooler or the masked mean (``pooling_``)."""
         if getattr(self, "pooling_", "cls") == "cls":
-            return self.model_(**batch).logits
-        hidden = self.model_.base_model(**batch).last_hidden_state
+            out = self.model_(**batch, output_hidden_states=hidden_states)
+            return out.logits, out.hidden_states
+        out = self.model_.base_model(**batch, output_hidden_states=hidden_states)
+        hidden = out.last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return _head_logits(self.model_, pooled)
+        return _head_logits(self.model_, pooled), out.hidden_states
 
     def _onnx_tokenizer(self):
         from tokenizers import Tokenizer
