@@ -20,6 +20,7 @@ _LAZY = {
     "Lemmatizer": "kdtext.preprocessing",
     "StopWordRemover": "kdtext.preprocessing",
     "shrink_transformer": "kdtext.shrink",
+    "distill_encoder": "kdtext.encoders",
     "OnnxClassifier": "kdtext.onnx",
     "StaticEmbeddingClassifier": "kdtext.static",
 }
