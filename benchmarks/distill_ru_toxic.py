@@ -40,23 +40,44 @@ def tfidf():
     )
 
 
-def main() -> None:
-    parser = add_common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]), "distill_ru_toxic")
-    add_args(parser)
+def ru_toxic_split(data: str | None, seed: int, n_labeled: int):
+    """(labeled rows, unlabeled texts, test rows): the first ``n_labeled`` of the shuffled train split are labeled;
+    the rest of train and all of valid are the transfer set (labels hidden)."""
+    root = data_dir(data, "ru_toxic")
+    train = pd.read_csv(root / "train.csv").sample(frac=1.0, random_state=seed)
+    valid = pd.read_csv(root / "valid.csv")
+    test = pd.read_csv(root / "test.csv")
+    lab = train.iloc[:n_labeled]
+    X_unl = train.iloc[n_labeled:]["text"].tolist() + valid["text"].tolist()
+    return lab, X_unl, test
+
+
+def make_teacher(model: str, seed: int):
+    """The benchmark's teacher: multilingual-e5-small, word embeddings frozen, 3 epochs at 5e-5, 128 tokens."""
+    from kdtext import TransformerClassifier
+
+    return TransformerClassifier(
+        model, epochs=3, batch_size=32, learning_rate=5e-5, max_length=128,
+        freeze_embeddings=True, random_state=seed, verbose=1,
+    )
+
+
+def add_teacher_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--teacher-model", type=str, default=os.environ.get("KDTEXT_E5", str(CACHE / "multilingual-e5-small")))
     parser.add_argument("--n-labeled", type=int, default=4000)
+    return parser
+
+
+def main() -> None:
+    parser = add_common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]), "distill_ru_toxic")
+    add_teacher_args(add_args(parser))
     args = parser.parse_args()
     if not os.path.isdir(args.teacher_model):
         sys.exit(f"{args.teacher_model} does not exist; build it first (see this script's docstring).")
 
-    from kdtext import BiLSTMClassifier, StaticEmbeddingClassifier, TransformerClassifier
+    from kdtext import BiLSTMClassifier, StaticEmbeddingClassifier
 
-    root = data_dir(args.data, "ru_toxic")
-    train = pd.read_csv(root / "train.csv").sample(frac=1.0, random_state=args.seed)
-    valid = pd.read_csv(root / "valid.csv")
-    test = pd.read_csv(root / "test.csv")
-    lab = train.iloc[: args.n_labeled]
-    X_unl = train.iloc[args.n_labeled :]["text"].tolist() + valid["text"].tolist()
+    lab, X_unl, test = ru_toxic_split(args.data, args.seed, args.n_labeled)
 
     run(
         name="distill_ru_toxic",
@@ -68,10 +89,7 @@ def main() -> None:
         y_eval=test["label"].to_numpy(),
         metric=lambda y, p: f1_score(y, p, pos_label=1),
         metric_name="f1",
-        make_teacher=lambda: TransformerClassifier(
-            args.teacher_model, epochs=3, batch_size=32, learning_rate=5e-5, max_length=128,
-            freeze_embeddings=True, random_state=args.seed, verbose=1,
-        ),
+        make_teacher=lambda: make_teacher(args.teacher_model, args.seed),
         make_bilstm=lambda: BiLSTMClassifier(random_state=args.seed),
         make_static=lambda model: StaticEmbeddingClassifier(model, **{"random_state": args.seed, **args.static_params}),
         base_model=args.teacher_model,
