@@ -11,6 +11,7 @@ logits.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 from numbers import Integral, Real
@@ -166,6 +167,15 @@ def _pad_id(tokenizer: Tokenizer) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def _cpu_has_bf16_lstm() -> bool:
+    """Whether oneDNN can run a bf16 LSTM on this CPU (it needs AVX512-BF16 / AMX-class instructions)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - a torch build without oneDNN
+        return False
+
+
 class BiLSTMModule(torch.nn.Module):
     """Embedding -> bidirectional LSTM (packed) -> pooling -> dense + ReLU -> logits.
 
@@ -229,7 +239,12 @@ class BiLSTMModule(torch.nn.Module):
 
         emb = self.dropout(self.embedding(input_ids))
         packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, (h_n, _) = self.lstm(packed)
+        if emb.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not _cpu_has_bf16_lstm():
+            # oneDNN has no bf16 LSTM on CPUs without bf16 instructions: the LSTM runs in fp32, the rest in bf16
+            with torch.autocast("cpu", enabled=False):
+                out, (h_n, _) = self.lstm(packed)  # the embeddings are fp32 already (autocast leaves them)
+        else:
+            out, (h_n, _) = self.lstm(packed)
         if self.pooling == "last":
             # h_n: (num_layers * 2, batch, hidden); the last layer's forward and backward states
             return self.head(torch.cat([h_n[-2], h_n[-1]], dim=1))
@@ -382,7 +397,8 @@ class BiLSTMClassifier(NeuralTextClassifier):
         AVX512-BF16 or AMX (2.4-2.8x for MiniLM inference in
         ``benchmarks/teacher_throughput.py``) at a small cost in precision
         (logits within about 1e-3 of fp32's), and may be slower on CPUs
-        without them. MPS stays fp32. False: fp32 everywhere. Read at every call, so
+        without them; on such CPUs oneDNN has no bf16 LSTM, so the LSTM
+        itself then runs in fp32. MPS stays fp32. False: fp32 everywhere. Read at every call, so
         ``set_params(mixed_precision=True)`` speeds up a fitted teacher.
     checkpoint_dir : str, path-like or None, default=None
         Folder where training state (weights, optimizer, scheduler, RNG
