@@ -284,6 +284,179 @@ def _embedding_keys(model: Any) -> list[str]:
     return keys
 
 
+# ------------------------------------------------------------ width reduction
+# model types whose weight layout _width_roles knows (BERT incl. multilingual-e5, and the RoBERTa family)
+_WIDTH_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert")
+_WIDTH_SELECTIONS = ("first", "norm")
+# per-layer weights, after "<stack>.<i>.": the role of each axis (H hidden, QK / V attention, F feed-forward, None kept)
+_LAYER_ROLES = {
+    "attention.self.query.weight": ("QK", "H"), "attention.self.query.bias": ("QK",),
+    "attention.self.key.weight": ("QK", "H"), "attention.self.key.bias": ("QK",),
+    "attention.self.value.weight": ("V", "H"), "attention.self.value.bias": ("V",),
+    "attention.output.dense.weight": ("H", "V"), "attention.output.dense.bias": ("H",),
+    "attention.output.LayerNorm.weight": ("H",), "attention.output.LayerNorm.bias": ("H",),
+    "intermediate.dense.weight": ("F", "H"), "intermediate.dense.bias": ("F",),
+    "output.dense.weight": ("H", "F"), "output.dense.bias": ("H",),
+    "output.LayerNorm.weight": ("H",), "output.LayerNorm.bias": ("H",),
+}
+# every other weight, by how its key ends: embeddings, pooler, classifier heads (BERT, RoBERTa), MLM heads
+_OTHER_ROLES = {
+    "embeddings.word_embeddings.weight": (None, "H"), "embeddings.position_embeddings.weight": (None, "H"),
+    "embeddings.token_type_embeddings.weight": (None, "H"),
+    "embeddings.LayerNorm.weight": ("H",), "embeddings.LayerNorm.bias": ("H",),
+    "pooler.dense.weight": ("H", "H"), "pooler.dense.bias": ("H",),
+    "classifier.weight": (None, "H"), "classifier.bias": (None,),
+    "classifier.dense.weight": ("H", "H"), "classifier.dense.bias": ("H",),
+    "classifier.out_proj.weight": (None, "H"), "classifier.out_proj.bias": (None,),
+    "qa_outputs.weight": (None, "H"), "qa_outputs.bias": (None,),
+    "cls.predictions.transform.dense.weight": ("H", "H"), "cls.predictions.transform.dense.bias": ("H",),
+    "cls.predictions.transform.LayerNorm.weight": ("H",), "cls.predictions.transform.LayerNorm.bias": ("H",),
+    "cls.predictions.decoder.weight": (None, "H"), "cls.predictions.decoder.bias": (None,),
+    "cls.predictions.bias": (None,), "cls.seq_relationship.weight": (None, "H"), "cls.seq_relationship.bias": (None,),
+    "lm_head.dense.weight": ("H", "H"), "lm_head.dense.bias": ("H",),
+    "lm_head.layer_norm.weight": ("H",), "lm_head.layer_norm.bias": ("H",),
+    "lm_head.decoder.weight": (None, "H"), "lm_head.decoder.bias": (None,), "lm_head.bias": (None,),
+}
+
+
+def _check_width(name: str, value: Any) -> int | None:
+    """``value`` as a positive int, or None; a bool, float or non-positive width is refused."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{name} must be None or an int >= 1, got {value!r}.")
+    return int(value)
+
+
+def _width_targets(config: Any, hidden_size: Any, num_attention_heads: Any, intermediate_size: Any) -> dict[str, int]:
+    """The student's widths, checked against the source's config (a ValueError says what cannot be sliced)."""
+    model_type = getattr(config, "model_type", None)
+    if model_type not in _WIDTH_MODEL_TYPES:
+        raise ValueError(
+            f"Width reduction (hidden_size / num_attention_heads / intermediate_size) supports the weight layout of "
+            f"{', '.join(_WIDTH_MODEL_TYPES)} models (BERT, incl. multilingual-e5, RoBERTa, XLM-R); this source is "
+            f"model_type={model_type!r}. Pass only layers= and texts= to shrink it."
+        )
+    source = {name: getattr(config, name) for name in ("hidden_size", "num_attention_heads", "intermediate_size")}
+    embedding_size = getattr(config, "embedding_size", None)
+    if embedding_size is not None and embedding_size != source["hidden_size"]:
+        raise ValueError(
+            f"The source's embeddings ({embedding_size}) are projected to its hidden size ({source['hidden_size']}) "
+            "(ELECTRA style); width reduction does not slice that projection."
+        )
+    given = {"hidden_size": hidden_size, "num_attention_heads": num_attention_heads, "intermediate_size": intermediate_size}
+    target = {name: source[name] if value is None else value for name, value in given.items()}
+    for name, value in target.items():
+        if value > source[name]:
+            raise ValueError(
+                f"{name}={value} is larger than the source's {source[name]}: slicing can only narrow a model."
+            )
+    if target["hidden_size"] % target["num_attention_heads"]:
+        raise ValueError(
+            f"hidden_size={target['hidden_size']} is not divisible by num_attention_heads="
+            f"{target['num_attention_heads']}: every head gets hidden_size / num_attention_heads dimensions. With the "
+            f"source's head size of {source['hidden_size'] // source['num_attention_heads']}, pass "
+            f"num_attention_heads={max(1, target['hidden_size'] // (source['hidden_size'] // source['num_attention_heads']))}."
+        )
+    source_head, head = source["hidden_size"] // source["num_attention_heads"], target["hidden_size"] // target["num_attention_heads"]
+    if head > source_head:
+        raise ValueError(
+            f"hidden_size={target['hidden_size']} with num_attention_heads={target['num_attention_heads']} gives heads "
+            f"of {head} dimensions, larger than the source's {source_head}: a head can only lose dimensions. Pass "
+            f"num_attention_heads >= {-(-target['hidden_size'] // source_head)}."
+        )
+    return target
+
+
+def _width_roles(key: str, stack: str) -> tuple[int | None, tuple[str | None, ...]]:
+    """(layer index or None, role of each axis) of a state-dict key; a ValueError for a weight it does not know."""
+    prefix = stack + "."
+    if key.startswith(prefix):
+        index, rest = key[len(prefix):].split(".", 1)
+        if rest in _LAYER_ROLES:
+            return int(index), _LAYER_ROLES[rest]
+    else:
+        for suffix, roles in _OTHER_ROLES.items():
+            if key == suffix or key.endswith("." + suffix):
+                return None, roles
+    raise ValueError(
+        f"Width reduction does not know how to slice the weight {key!r}; it supports BERT and RoBERTa / XLM-R "
+        "encoders with their pooler, classification, question-answering and masked-LM heads."
+    )
+
+
+def _rank(scores: Any, k: int, rule: str) -> list[int]:
+    """The first ``k`` indices ("first") or the ``k`` largest scores ("norm"), ascending."""
+    import torch
+
+    if rule == "first":
+        return list(range(k))
+    top = torch.topk(scores, k, sorted=False).indices  # ties: torch picks; scores are norms of real weights
+    return sorted(int(i) for i in top)
+
+
+def _slice_norms(tensor: Any, axis: int) -> Any:
+    """L2 norm of every slice of ``tensor`` along ``axis`` (over all other axes)."""
+    dims = [d for d in range(tensor.dim()) if d != axis]
+    t = tensor.detach().float()
+    return t.pow(2).sum(dim=dims).sqrt() if dims else t.abs()
+
+
+def _width_plan(state: dict, stack: str, n_layers: int, source: dict[str, int], target: dict[str, int],
+                rule: str) -> dict[str, Any]:
+    """Which hidden dims, heads, within-head dims and feed-forward units the student keeps.
+
+    "first" keeps the first indices. "norm" ranks: a hidden dim by the summed L2
+    norm of every weight slice that reads or writes it (embeddings, every
+    kept layer, pooler, heads); a head by the norms of its Q, K, V rows and
+    attention-output columns; within a kept head, a Q/K dim by its Q and K
+    rows (the same dims for both) and a V dim by its V row and output
+    column; a feed-forward unit by its intermediate row (and bias) and
+    output column. Norms are computed on the shrunk model's weights (after
+    ``layers=`` and ``texts=``), and kept indices are sorted ascending.
+    """
+    import torch
+
+    n_heads, head = source["num_attention_heads"], source["hidden_size"] // source["num_attention_heads"]
+    new_heads, new_head = target["num_attention_heads"], target["hidden_size"] // target["num_attention_heads"]
+    hidden = torch.zeros(source["hidden_size"])
+    per_layer = [{"QK": torch.zeros(n_heads * head), "V": torch.zeros(n_heads * head),
+                  "F": torch.zeros(source["intermediate_size"])} for _ in range(n_layers)]
+    for key, tensor in state.items():
+        layer, roles = _width_roles(key, stack)
+        for axis, role in enumerate(roles):
+            if role == "H":
+                hidden += _slice_norms(tensor, axis)
+            elif role is not None:
+                per_layer[layer][role] += _slice_norms(tensor, axis)
+    plan = {"hidden": _rank(hidden, target["hidden_size"], rule), "QK": [], "V": [], "F": [], "heads": []}
+    for scores in per_layer:
+        qk, v = scores["QK"].view(n_heads, head), scores["V"].view(n_heads, head)
+        heads = _rank(qk.sum(1) + v.sum(1), new_heads, rule)
+        plan["heads"].append(heads)
+        for role, per_dim in (("QK", qk), ("V", v)):
+            plan[role].append([h * head + d for h in heads for d in _rank(per_dim[h], new_head, rule)])
+        plan["F"].append(_rank(scores["F"], target["intermediate_size"], rule))
+    return plan
+
+
+def _narrow_state(state: dict, stack: str, plan: dict[str, Any]) -> dict:
+    """``state`` with every weight sliced to the kept hidden dims, heads and feed-forward units of ``plan``."""
+    import torch
+
+    hidden = torch.as_tensor(plan["hidden"], dtype=torch.long)
+    narrowed = {}
+    for key, tensor in state.items():
+        layer, roles = _width_roles(key, stack)
+        for axis, role in enumerate(roles):
+            if role == "H":
+                tensor = tensor.index_select(axis, hidden)
+            elif role is not None:
+                tensor = tensor.index_select(axis, torch.as_tensor(plan[role][layer], dtype=torch.long))
+        narrowed[key] = tensor.clone()
+    return narrowed
+
+
 def shrink_transformer(
     source: Any,
     path: str | os.PathLike,
@@ -291,6 +464,10 @@ def shrink_transformer(
     layers: int | Sequence[int] | None = None,
     texts: Iterable[str] | None = None,
     min_frequency: int = 1,
+    hidden_size: int | None = None,
+    num_attention_heads: int | None = None,
+    intermediate_size: int | None = None,
+    width_selection: str = "first",
     verbose: int = 0,
 ) -> str:
     """Write a shallower copy of a transformer, initialised from its layers.
@@ -357,6 +534,14 @@ def shrink_transformer(
 
     if isinstance(min_frequency, bool) or not isinstance(min_frequency, Integral) or min_frequency < 1:
         raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}.")
+    widths = {
+        "hidden_size": _check_width("hidden_size", hidden_size),
+        "num_attention_heads": _check_width("num_attention_heads", num_attention_heads),
+        "intermediate_size": _check_width("intermediate_size", intermediate_size),
+    }
+    if width_selection not in _WIDTH_SELECTIONS:
+        raise ValueError(f"width_selection must be one of {_WIDTH_SELECTIONS}, got {width_selection!r}.")
+    narrow = any(v is not None for v in widths.values())
     out = _check_output_folder(source, path)  # before any loading or writing
     model, tokenizer, described = _load_source(source, verbose)
     n_source = getattr(model.config, "num_hidden_layers", None)
@@ -364,6 +549,8 @@ def shrink_transformer(
         raise ValueError(f"{type(model).__name__}'s config has no num_hidden_layers; it cannot be shrunk here.")
     keep = select_layers(n_source, layers)
     stack = _layer_stack(model, n_source)
+    if narrow:  # every width is checked against the source before any work
+        target = _width_targets(model.config, **widths)
     new_index = {old: new for new, old in enumerate(keep)}
 
     prefix = stack + "."
@@ -391,6 +578,18 @@ def shrink_transformer(
         for key in _embedding_keys(model):
             state[key] = state[key].index_select(0, index).clone()
         config.kdtext_shrunk_from.update(source_vocab_size=source_vocab, vocab_size=len(kept_ids))
+    if narrow:
+        source_widths = {name: getattr(config, name) for name in target}
+        plan = _width_plan(state, stack, len(keep), source_widths, target, width_selection)
+        state = _narrow_state(state, stack, plan)
+        for name, value in target.items():
+            setattr(config, name, value)
+        if getattr(config, "head_dim", None) is not None:
+            config.head_dim = target["hidden_size"] // target["num_attention_heads"]
+        config.kdtext_shrunk_from.update(
+            {f"source_{name}": value for name, value in source_widths.items()},
+            **target, width_selection=width_selection, hidden_dims=plan["hidden"], heads=plan["heads"],
+        )
 
     with torch.random.fork_rng(devices=[]):  # the throwaway random init must not move the user's RNG
         student = type(model)(config)
@@ -398,7 +597,8 @@ def shrink_transformer(
         student.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # pragma: no cover - an architecture whose keys do not follow its layer stack
         raise ValueError(
-            f"Could not map {type(model).__name__}'s weights onto a {len(keep)}-layer copy: {exc}"
+            f"Could not map {type(model).__name__}'s weights onto a {len(keep)}-layer"
+            + (" narrowed" if narrow else "") + f" copy: {exc}"
         ) from exc
 
     pooling = _source_pooling(source, model)
