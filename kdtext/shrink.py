@@ -351,14 +351,16 @@ def _width_targets(config: Any, hidden_size: Any, num_attention_heads: Any, inte
             raise ValueError(
                 f"{name}={value} is larger than the source's {source[name]}: slicing can only narrow a model."
             )
+    source_head = source["hidden_size"] // source["num_attention_heads"]
     if target["hidden_size"] % target["num_attention_heads"]:
+        fewest = next(n for n in range(-(-target["hidden_size"] // source_head), target["hidden_size"] + 1)
+                      if target["hidden_size"] % n == 0)
         raise ValueError(
             f"hidden_size={target['hidden_size']} is not divisible by num_attention_heads="
-            f"{target['num_attention_heads']}: every head gets hidden_size / num_attention_heads dimensions. With the "
-            f"source's head size of {source['hidden_size'] // source['num_attention_heads']}, pass "
-            f"num_attention_heads={max(1, target['hidden_size'] // (source['hidden_size'] // source['num_attention_heads']))}."
+            f"{target['num_attention_heads']}: every head gets hidden_size / num_attention_heads dimensions, at most "
+            f"the source's {source_head}. Pass e.g. num_attention_heads={fewest}."
         )
-    source_head, head = source["hidden_size"] // source["num_attention_heads"], target["hidden_size"] // target["num_attention_heads"]
+    head = target["hidden_size"] // target["num_attention_heads"]
     if head > source_head:
         raise ValueError(
             f"hidden_size={target['hidden_size']} with num_attention_heads={target['num_attention_heads']} gives heads "
