@@ -3,8 +3,11 @@
 Sanh et al. (2019) initialised DistilBERT from BERT by keeping every other
 layer; TinyBERT maps student layers uniformly onto the teacher's. Both start
 the student from the teacher's embeddings and a subset of its layers, which
-is a far better starting point than random weights. :func:`shrink_transformer`
-writes such a student to a folder that :class:`~kdtext.TransformerClassifier`
+is a far better starting point than random weights. The Russian rubert-tiny
+tutorial also narrowed its student (312 -> 256 hidden dims, fewer heads, a
+smaller feed-forward layer) by slicing the teacher's matrices, and cut the
+vocabulary to the pieces of its corpus. :func:`shrink_transformer` does all
+three and writes such a student to a folder that :class:`~kdtext.TransformerClassifier`
 loads like any model, so it can then be distilled with
 :class:`~kdtext.DistillationClassifier`.
 """
@@ -285,8 +288,10 @@ def _embedding_keys(model: Any) -> list[str]:
 
 
 # ------------------------------------------------------------ width reduction
-# model types whose weight layout _width_roles knows (BERT incl. multilingual-e5, and the RoBERTa family)
-_WIDTH_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert")
+# model types whose weight layout _width_roles knows (BERT incl. multilingual-e5, the RoBERTa family, DistilBERT)
+_WIDTH_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert")
+# the config fields holding the three widths, where a model type names them otherwise
+_WIDTH_CONFIG_NAMES = {"distilbert": {"hidden_size": "dim", "num_attention_heads": "n_heads", "intermediate_size": "hidden_dim"}}
 _WIDTH_SELECTIONS = ("first", "norm")
 # per-layer weights, after "<stack>.<i>.": the role of each axis (H hidden, QK / V attention, F feed-forward, None kept)
 _LAYER_ROLES = {
@@ -298,6 +303,14 @@ _LAYER_ROLES = {
     "intermediate.dense.weight": ("F", "H"), "intermediate.dense.bias": ("F",),
     "output.dense.weight": ("H", "F"), "output.dense.bias": ("H",),
     "output.LayerNorm.weight": ("H",), "output.LayerNorm.bias": ("H",),
+    # DistilBERT
+    "attention.q_lin.weight": ("QK", "H"), "attention.q_lin.bias": ("QK",),
+    "attention.k_lin.weight": ("QK", "H"), "attention.k_lin.bias": ("QK",),
+    "attention.v_lin.weight": ("V", "H"), "attention.v_lin.bias": ("V",),
+    "attention.out_lin.weight": ("H", "V"), "attention.out_lin.bias": ("H",),
+    "sa_layer_norm.weight": ("H",), "sa_layer_norm.bias": ("H",),
+    "ffn.lin1.weight": ("F", "H"), "ffn.lin1.bias": ("F",), "ffn.lin2.weight": ("H", "F"), "ffn.lin2.bias": ("H",),
+    "output_layer_norm.weight": ("H",), "output_layer_norm.bias": ("H",),
 }
 # every other weight, by how its key ends: embeddings, pooler, classifier heads (BERT, RoBERTa), MLM heads
 _OTHER_ROLES = {
@@ -316,7 +329,17 @@ _OTHER_ROLES = {
     "lm_head.dense.weight": ("H", "H"), "lm_head.dense.bias": ("H",),
     "lm_head.layer_norm.weight": ("H",), "lm_head.layer_norm.bias": ("H",),
     "lm_head.decoder.weight": (None, "H"), "lm_head.decoder.bias": (None,), "lm_head.bias": (None,),
+    "pre_classifier.weight": ("H", "H"), "pre_classifier.bias": ("H",),  # DistilBERT's heads
+    "vocab_transform.weight": ("H", "H"), "vocab_transform.bias": ("H",),
+    "vocab_layer_norm.weight": ("H",), "vocab_layer_norm.bias": ("H",),
+    "vocab_projector.weight": (None, "H"), "vocab_projector.bias": (None,),
 }
+
+
+def _width_config_names(config: Any) -> dict[str, str]:
+    """The config fields holding hidden_size, num_attention_heads and intermediate_size for this model type."""
+    names = {name: name for name in ("hidden_size", "num_attention_heads", "intermediate_size")}
+    return {**names, **_WIDTH_CONFIG_NAMES.get(getattr(config, "model_type", None), {})}
 
 
 def _check_width(name: str, value: Any) -> int | None:
@@ -334,10 +357,11 @@ def _width_targets(config: Any, hidden_size: Any, num_attention_heads: Any, inte
     if model_type not in _WIDTH_MODEL_TYPES:
         raise ValueError(
             f"Width reduction (hidden_size / num_attention_heads / intermediate_size) supports the weight layout of "
-            f"{', '.join(_WIDTH_MODEL_TYPES)} models (BERT, incl. multilingual-e5, RoBERTa, XLM-R); this source is "
+            f"{', '.join(_WIDTH_MODEL_TYPES)} models (BERT, incl. multilingual-e5, RoBERTa, XLM-R, DistilBERT); this "
+            f"source is "
             f"model_type={model_type!r}. Pass only layers= and texts= to shrink it."
         )
-    source = {name: getattr(config, name) for name in ("hidden_size", "num_attention_heads", "intermediate_size")}
+    source = {name: getattr(config, field) for name, field in _width_config_names(config).items()}
     embedding_size = getattr(config, "embedding_size", None)
     if embedding_size is not None and embedding_size != source["hidden_size"]:
         raise ValueError(
@@ -382,8 +406,8 @@ def _width_roles(key: str, stack: str) -> tuple[int | None, tuple[str | None, ..
             if key == suffix or key.endswith("." + suffix):
                 return None, roles
     raise ValueError(
-        f"Width reduction does not know how to slice the weight {key!r}; it supports BERT and RoBERTa / XLM-R "
-        "encoders with their pooler, classification, question-answering and masked-LM heads."
+        f"Width reduction does not know how to slice the weight {key!r}; it supports BERT, RoBERTa / XLM-R and "
+        "DistilBERT encoders with their pooler, classification, question-answering and masked-LM heads."
     )
 
 
@@ -472,7 +496,7 @@ def shrink_transformer(
     width_selection: str = "first",
     verbose: int = 0,
 ) -> str:
-    """Write a shallower copy of a transformer, initialised from its layers.
+    """Write a shallower (and optionally narrower) copy of a transformer, initialised from its weights.
 
     The copy keeps the source's embeddings, tokenizer and the chosen layers
     (by default every other one, as DistilBERT was initialised from BERT);
@@ -485,6 +509,33 @@ def shrink_transformer(
     For a small model most parameters sit in the word embeddings (MiniLM:
     11.7M of 22.7M), so this shrinks the file and memory; it does not make
     inference faster.
+
+    With ``hidden_size``, ``num_attention_heads`` or ``intermediate_size``
+    the copy is narrowed too, as rubert-tiny's student was, by slicing the
+    source's matrices (no weight is recomputed):
+
+    - one set of kept hidden (residual-stream) dims serves every layer: the
+      embedding tables' columns and LayerNorm, every layer's Q/K/V and
+      intermediate input columns, the attention-output and output dense rows
+      and their LayerNorms, the pooler, a classifier head (BERT's
+      ``classifier``, RoBERTa's ``dense`` and ``out_proj``) and a masked-LM
+      head's transform and decoder columns;
+    - each layer keeps ``num_attention_heads`` of its heads, each of size
+      ``hidden_size / num_attention_heads``, at most the source's head size;
+      a smaller head keeps some of its dims (Q and K the same ones, V its
+      own, which the attention-output dense's columns follow). Q is not
+      rescaled, so a smaller head's attention scores are divided by the
+      square root of the new head size;
+    - each layer keeps ``intermediate_size`` feed-forward units (rows of the
+      intermediate dense, columns of the output dense).
+
+    The config gets the new widths, and ``config.kdtext_shrunk_from`` the
+    source's widths, the rule, the kept hidden dims (``hidden_dims``, so
+    that later code can map student dims to teacher dims) and the kept heads
+    of each layer (``heads``). Width reduction supports BERT (including
+    multilingual-e5, a BertModel), the RoBERTa family (RoBERTa, XLM-R,
+    CamemBERT) and DistilBERT; other architectures (e.g. ELECTRA, whose
+    embeddings are projected to the hidden size) are refused.
 
     Parameters
     ----------
@@ -514,6 +565,25 @@ def shrink_transformer(
     min_frequency : int, default=1
         With ``texts``: keep a piece only if the texts use it at least this
         many times (special tokens and single characters are always kept).
+    hidden_size : int or None, default=None
+        Hidden size of the narrowed copy, at most the source's. None keeps it.
+    num_attention_heads : int or None, default=None
+        Heads per layer, at most the source's; ``hidden_size`` must be a
+        multiple of it and the head size ``hidden_size / num_attention_heads``
+        at most the source's (a ValueError suggests a count). None keeps the
+        source's count (so narrowing ``hidden_size`` alone makes the heads
+        smaller).
+    intermediate_size : int or None, default=None
+        Feed-forward units per layer, at most the source's. None keeps them.
+    width_selection : {"first", "norm"}, default="first"
+        Which hidden dims, heads, within-head dims and feed-forward units a
+        narrowed copy keeps. "first": the first ones, as the rubert-tiny
+        tutorial did. "norm": the ones whose weights have the largest L2
+        norms, computed on the copy's weights (kept layers and vocabulary):
+        a hidden dim by the summed norms of every weight slice reading or
+        writing it, a head by its Q, K, V rows and attention-output columns,
+        a feed-forward unit by its intermediate row and output column; kept
+        indices stay in ascending order. MEASUREMENT_PLACEHOLDER
     verbose : int, default=0
         0 hides transformers' loading messages.
 
@@ -529,6 +599,8 @@ def shrink_transformer(
     >>> teacher = TransformerClassifier().fit(X_labeled, y_labeled)  # doctest: +SKIP
     >>> folder = shrink_transformer(teacher, "student-3l", layers=3)  # doctest: +SKIP
     >>> folder = shrink_transformer(teacher, "student-3l-small-vocab", texts=X_all)  # doctest: +SKIP
+    >>> folder = shrink_transformer(teacher, "student-3l-256", layers=3, hidden_size=256,
+    ...                             num_attention_heads=8, intermediate_size=1024)  # doctest: +SKIP
     >>> kd = DistillationClassifier(teacher, TransformerClassifier(folder), loss="mse")  # doctest: +SKIP
     >>> kd.fit(X_all, y_all)  # doctest: +SKIP
     """
@@ -581,11 +653,12 @@ def shrink_transformer(
             state[key] = state[key].index_select(0, index).clone()
         config.kdtext_shrunk_from.update(source_vocab_size=source_vocab, vocab_size=len(kept_ids))
     if narrow:
-        source_widths = {name: getattr(config, name) for name in target}
+        fields = _width_config_names(config)
+        source_widths = {name: getattr(config, fields[name]) for name in target}
         plan = _width_plan(state, stack, len(keep), source_widths, target, width_selection)
         state = _narrow_state(state, stack, plan)
         for name, value in target.items():
-            setattr(config, name, value)
+            setattr(config, fields[name], value)
         if getattr(config, "head_dim", None) is not None:
             config.head_dim = target["hidden_size"] // target["num_attention_heads"]
         config.kdtext_shrunk_from.update(

@@ -315,19 +315,16 @@ def test_refusals_are_clear_and_write_nothing(bert_path, tmp_path, kwargs, match
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("arch", ["distilbert", "electra"])
-def test_unsupported_layouts_are_refused(arch, tiny_bert_path, tmp_path):
+@pytest.mark.parametrize("arch, embedding_size", [("electra", 16), ("electra", 32), ("mpnet", None)])
+def test_unsupported_layouts_are_refused(arch, embedding_size, tiny_bert_path, tmp_path):
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    if arch == "distilbert":
-        config = AutoConfig.for_model(arch, vocab_size=120, dim=32, n_heads=4, hidden_dim=37, n_layers=2,
-                                      max_position_embeddings=64)
-    else:
-        config = AutoConfig.for_model(arch, vocab_size=120, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                                      num_attention_heads=4, intermediate_size=37, max_position_embeddings=64)
+    extra = {} if embedding_size is None else {"embedding_size": embedding_size}
+    config = AutoConfig.for_model(arch, vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=37, max_position_embeddings=64, **extra)
     AutoModel.from_config(config).save_pretrained(tmp_path / "src")
     AutoTokenizer.from_pretrained(tiny_bert_path).save_pretrained(tmp_path / "src")
-    with pytest.raises(ValueError, match=f"supports .*bert, roberta, xlm-roberta.*model_type='{arch}'"):
+    with pytest.raises(ValueError, match=f"supports .*bert, roberta, xlm-roberta, camembert, distilbert.*model_type='{arch}'"):
         shrink_transformer(tmp_path / "src", tmp_path / "x", hidden_size=16, num_attention_heads=2)
     assert not (tmp_path / "x").exists()
     shrink_transformer(tmp_path / "src", tmp_path / "layers-only", layers=1)  # depth alone still works
@@ -340,3 +337,34 @@ def test_electra_style_projection_is_refused():
     config.embedding_size = 16
     with pytest.raises(ValueError, match="ELECTRA style"):
         _width_targets(config, 16, 2, None)
+
+
+def test_distilbert_classifier_is_sliced(tiny_bert_path, tmp_path):
+    """DistilBERT's own names (q_lin, ffn.lin1, pre_classifier, dim / n_heads / hidden_dim) are sliced the same way."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    config = AutoConfig.for_model("distilbert", vocab_size=120, dim=32, n_heads=4, hidden_dim=37, n_layers=2,
+                                  max_position_embeddings=64)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        AutoModel.from_config(config).save_pretrained(tmp_path / "src")
+    AutoTokenizer.from_pretrained(tiny_bert_path).save_pretrained(tmp_path / "src")
+    X, y = make_toy_texts(60, seed=0)
+    teacher = TransformerClassifier(str(tmp_path / "src"), epochs=1, batch_size=8, validation_fraction=None,
+                                    random_state=0).fit(X, y)
+    same = shrink_transformer(teacher, tmp_path / "same", layers=2, hidden_size=32, width_selection="norm")
+    np.testing.assert_allclose(_logits(same, X[:8])[0], teacher.predict_logits(X[:8]), atol=1e-5)
+    folder = shrink_transformer(teacher, tmp_path / "s", layers=2, hidden_size=16, num_attention_heads=2,
+                                intermediate_size=9)
+    written = json.loads((Path(folder) / "config.json").read_text())
+    assert (written["dim"], written["n_heads"], written["hidden_dim"]) == (16, 2, 9)
+    assert written["kdtext_shrunk_from"]["source_intermediate_size"] == 37
+    student, source = _state(folder), teacher.model_.state_dict()
+    p = "distilbert.transformer.layer.1."
+    assert torch.equal(student[p + "attention.q_lin.weight"], source[p + "attention.q_lin.weight"][:16, :16])
+    assert torch.equal(student[p + "attention.out_lin.weight"], source[p + "attention.out_lin.weight"][:16, :16])
+    assert torch.equal(student[p + "ffn.lin2.weight"], source[p + "ffn.lin2.weight"][:16, :9])
+    assert torch.equal(student["pre_classifier.weight"], source["pre_classifier.weight"][:16, :16])
+    assert torch.equal(student["classifier.weight"], source["classifier.weight"][:, :16])
+    est = TransformerClassifier(folder, epochs=1, batch_size=8, validation_fraction=None, random_state=0).fit(X, y)
+    assert est.predict(X[:3]).shape == (3,)
