@@ -583,7 +583,13 @@ def shrink_transformer(
         a hidden dim by the summed norms of every weight slice reading or
         writing it, a head by its Q, K, V rows and attention-output columns,
         a feed-forward unit by its intermediate row and output column; kept
-        indices stay in ascending order. MEASUREMENT_PLACEHOLDER
+        indices stay in ascending order. The default is "first" because it
+        was better in ``benchmarks/shrink_width.py``: all-MiniLM-L6-v2 cut
+        to 3 layers and 256 hidden / 8 heads / 1024 units, fine-tuned with
+        ``TransformerClassifier`` defaults on 2,000 SST-2 sentences, dev
+        accuracy 0.764 and 0.770 (seeds 0, 1) with "first", 0.742 and 0.757
+        with "norm", 0.702 and 0.705 from random weights, 0.801 and 0.778
+        at full width (see ``benchmarks/README.md``).
     verbose : int, default=0
         0 hides transformers' loading messages.
 
