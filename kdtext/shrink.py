@@ -701,7 +701,8 @@ def shrink_transformer(
             (out / stale).unlink(missing_ok=True)
     n_params = sum(p.numel() for p in student.parameters())
     logger.info(
-        "shrink_transformer: kept layers %s of %d of %s (%.1fM parameters) in %s",
-        keep, n_source, described, n_params / 1e6, out,
+        "shrink_transformer: kept layers %s of %d of %s%s (%.1fM parameters) in %s",
+        keep, n_source, described,
+        f", narrowed to {target} ({width_selection!r} selection)" if narrow else "", n_params / 1e6, out,
     )
     return str(out)
