@@ -3,8 +3,11 @@
 Sanh et al. (2019) initialised DistilBERT from BERT by keeping every other
 layer; TinyBERT maps student layers uniformly onto the teacher's. Both start
 the student from the teacher's embeddings and a subset of its layers, which
-is a far better starting point than random weights. :func:`shrink_transformer`
-writes such a student to a folder that :class:`~kdtext.TransformerClassifier`
+is a far better starting point than random weights. The Russian rubert-tiny
+tutorial also narrowed its student (312 -> 256 hidden dims, fewer heads, a
+smaller feed-forward layer) by slicing the teacher's matrices, and cut the
+vocabulary to the pieces of its corpus. :func:`shrink_transformer` does all
+three and writes such a student to a folder that :class:`~kdtext.TransformerClassifier`
 loads like any model, so it can then be distilled with
 :class:`~kdtext.DistillationClassifier`.
 """
@@ -284,6 +287,202 @@ def _embedding_keys(model: Any) -> list[str]:
     return keys
 
 
+# ------------------------------------------------------------ width reduction
+# model types whose weight layout _width_roles knows (BERT incl. multilingual-e5, the RoBERTa family, DistilBERT)
+_WIDTH_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert")
+# the config fields holding the three widths, where a model type names them otherwise
+_WIDTH_CONFIG_NAMES = {"distilbert": {"hidden_size": "dim", "num_attention_heads": "n_heads", "intermediate_size": "hidden_dim"}}
+_WIDTH_SELECTIONS = ("first", "norm")
+# per-layer weights, after "<stack>.<i>.": the role of each axis (H hidden, QK / V attention, F feed-forward, None kept)
+_LAYER_ROLES = {
+    "attention.self.query.weight": ("QK", "H"), "attention.self.query.bias": ("QK",),
+    "attention.self.key.weight": ("QK", "H"), "attention.self.key.bias": ("QK",),
+    "attention.self.value.weight": ("V", "H"), "attention.self.value.bias": ("V",),
+    "attention.output.dense.weight": ("H", "V"), "attention.output.dense.bias": ("H",),
+    "attention.output.LayerNorm.weight": ("H",), "attention.output.LayerNorm.bias": ("H",),
+    "intermediate.dense.weight": ("F", "H"), "intermediate.dense.bias": ("F",),
+    "output.dense.weight": ("H", "F"), "output.dense.bias": ("H",),
+    "output.LayerNorm.weight": ("H",), "output.LayerNorm.bias": ("H",),
+    # DistilBERT
+    "attention.q_lin.weight": ("QK", "H"), "attention.q_lin.bias": ("QK",),
+    "attention.k_lin.weight": ("QK", "H"), "attention.k_lin.bias": ("QK",),
+    "attention.v_lin.weight": ("V", "H"), "attention.v_lin.bias": ("V",),
+    "attention.out_lin.weight": ("H", "V"), "attention.out_lin.bias": ("H",),
+    "sa_layer_norm.weight": ("H",), "sa_layer_norm.bias": ("H",),
+    "ffn.lin1.weight": ("F", "H"), "ffn.lin1.bias": ("F",), "ffn.lin2.weight": ("H", "F"), "ffn.lin2.bias": ("H",),
+    "output_layer_norm.weight": ("H",), "output_layer_norm.bias": ("H",),
+}
+# every other weight, by how its key ends: embeddings, pooler, classifier heads (BERT, RoBERTa), MLM heads
+_OTHER_ROLES = {
+    "embeddings.word_embeddings.weight": (None, "H"), "embeddings.position_embeddings.weight": (None, "H"),
+    "embeddings.token_type_embeddings.weight": (None, "H"),
+    "embeddings.LayerNorm.weight": ("H",), "embeddings.LayerNorm.bias": ("H",),
+    "pooler.dense.weight": ("H", "H"), "pooler.dense.bias": ("H",),
+    "classifier.weight": (None, "H"), "classifier.bias": (None,),
+    "classifier.dense.weight": ("H", "H"), "classifier.dense.bias": ("H",),
+    "classifier.out_proj.weight": (None, "H"), "classifier.out_proj.bias": (None,),
+    "qa_outputs.weight": (None, "H"), "qa_outputs.bias": (None,),
+    "cls.predictions.transform.dense.weight": ("H", "H"), "cls.predictions.transform.dense.bias": ("H",),
+    "cls.predictions.transform.LayerNorm.weight": ("H",), "cls.predictions.transform.LayerNorm.bias": ("H",),
+    "cls.predictions.decoder.weight": (None, "H"), "cls.predictions.decoder.bias": (None,),
+    "cls.predictions.bias": (None,), "cls.seq_relationship.weight": (None, "H"), "cls.seq_relationship.bias": (None,),
+    "lm_head.dense.weight": ("H", "H"), "lm_head.dense.bias": ("H",),
+    "lm_head.layer_norm.weight": ("H",), "lm_head.layer_norm.bias": ("H",),
+    "lm_head.decoder.weight": (None, "H"), "lm_head.decoder.bias": (None,), "lm_head.bias": (None,),
+    "pre_classifier.weight": ("H", "H"), "pre_classifier.bias": ("H",),  # DistilBERT's heads
+    "vocab_transform.weight": ("H", "H"), "vocab_transform.bias": ("H",),
+    "vocab_layer_norm.weight": ("H",), "vocab_layer_norm.bias": ("H",),
+    "vocab_projector.weight": (None, "H"), "vocab_projector.bias": (None,),
+}
+
+
+def _width_config_names(config: Any) -> dict[str, str]:
+    """The config fields holding hidden_size, num_attention_heads and intermediate_size for this model type."""
+    names = {name: name for name in ("hidden_size", "num_attention_heads", "intermediate_size")}
+    return {**names, **_WIDTH_CONFIG_NAMES.get(getattr(config, "model_type", None), {})}
+
+
+def _check_width(name: str, value: Any) -> int | None:
+    """``value`` as a positive int, or None; a bool, float or non-positive width is refused."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{name} must be None or an int >= 1, got {value!r}.")
+    return int(value)
+
+
+def _width_targets(config: Any, hidden_size: Any, num_attention_heads: Any, intermediate_size: Any) -> dict[str, int]:
+    """The student's widths, checked against the source's config (a ValueError says what cannot be sliced)."""
+    model_type = getattr(config, "model_type", None)
+    if model_type not in _WIDTH_MODEL_TYPES:
+        raise ValueError(
+            f"Width reduction (hidden_size / num_attention_heads / intermediate_size) supports the weight layout of "
+            f"{', '.join(_WIDTH_MODEL_TYPES)} models (BERT, incl. multilingual-e5, RoBERTa, XLM-R, DistilBERT); this "
+            f"source is "
+            f"model_type={model_type!r}. Pass only layers= and texts= to shrink it."
+        )
+    source = {name: getattr(config, field) for name, field in _width_config_names(config).items()}
+    embedding_size = getattr(config, "embedding_size", None)
+    if embedding_size is not None and embedding_size != source["hidden_size"]:
+        raise ValueError(
+            f"The source's embeddings ({embedding_size}) are projected to its hidden size ({source['hidden_size']}) "
+            "(ELECTRA style); width reduction does not slice that projection."
+        )
+    given = {"hidden_size": hidden_size, "num_attention_heads": num_attention_heads, "intermediate_size": intermediate_size}
+    target = {name: source[name] if value is None else value for name, value in given.items()}
+    for name, value in target.items():
+        if value > source[name]:
+            raise ValueError(
+                f"{name}={value} is larger than the source's {source[name]}: slicing can only narrow a model."
+            )
+    source_head = source["hidden_size"] // source["num_attention_heads"]
+    if target["hidden_size"] % target["num_attention_heads"]:
+        fewest = next(n for n in range(-(-target["hidden_size"] // source_head), target["hidden_size"] + 1)
+                      if target["hidden_size"] % n == 0)
+        raise ValueError(
+            f"hidden_size={target['hidden_size']} is not divisible by num_attention_heads="
+            f"{target['num_attention_heads']}: every head gets hidden_size / num_attention_heads dimensions, at most "
+            f"the source's {source_head}. Pass e.g. num_attention_heads={fewest}."
+        )
+    head = target["hidden_size"] // target["num_attention_heads"]
+    if head > source_head:
+        raise ValueError(
+            f"hidden_size={target['hidden_size']} with num_attention_heads={target['num_attention_heads']} gives heads "
+            f"of {head} dimensions, larger than the source's {source_head}: a head can only lose dimensions. Pass "
+            f"num_attention_heads >= {-(-target['hidden_size'] // source_head)}."
+        )
+    return target
+
+
+def _width_roles(key: str, stack: str) -> tuple[int | None, tuple[str | None, ...]]:
+    """(layer index or None, role of each axis) of a state-dict key; a ValueError for a weight it does not know."""
+    prefix = stack + "."
+    if key.startswith(prefix):
+        index, rest = key[len(prefix):].split(".", 1)
+        if rest in _LAYER_ROLES:
+            return int(index), _LAYER_ROLES[rest]
+    else:
+        for suffix, roles in _OTHER_ROLES.items():
+            if key == suffix or key.endswith("." + suffix):
+                return None, roles
+    raise ValueError(
+        f"Width reduction does not know how to slice the weight {key!r}; it supports BERT, RoBERTa / XLM-R and "
+        "DistilBERT encoders with their pooler, classification, question-answering and masked-LM heads."
+    )
+
+
+def _rank(scores: Any, k: int, rule: str) -> list[int]:
+    """The first ``k`` indices ("first") or the ``k`` largest scores ("norm"), ascending."""
+    import torch
+
+    if rule == "first":
+        return list(range(k))
+    top = torch.topk(scores, k, sorted=False).indices  # ties: torch picks; scores are norms of real weights
+    return sorted(int(i) for i in top)
+
+
+def _slice_norms(tensor: Any, axis: int) -> Any:
+    """L2 norm of every slice of ``tensor`` along ``axis`` (over all other axes)."""
+    dims = [d for d in range(tensor.dim()) if d != axis]
+    t = tensor.detach().float()
+    return t.pow(2).sum(dim=dims).sqrt() if dims else t.abs()
+
+
+def _width_plan(state: dict, stack: str, n_layers: int, source: dict[str, int], target: dict[str, int],
+                rule: str) -> dict[str, Any]:
+    """Which hidden dims, heads, within-head dims and feed-forward units the student keeps.
+
+    "first" keeps the first indices. "norm" ranks: a hidden dim by the summed L2
+    norm of every weight slice that reads or writes it (embeddings, every
+    kept layer, pooler, heads); a head by the norms of its Q, K, V rows and
+    attention-output columns; within a kept head, a Q/K dim by its Q and K
+    rows (the same dims for both) and a V dim by its V row and output
+    column; a feed-forward unit by its intermediate row (and bias) and
+    output column. Norms are computed on the shrunk model's weights (after
+    ``layers=`` and ``texts=``), and kept indices are sorted ascending.
+    """
+    import torch
+
+    n_heads, head = source["num_attention_heads"], source["hidden_size"] // source["num_attention_heads"]
+    new_heads, new_head = target["num_attention_heads"], target["hidden_size"] // target["num_attention_heads"]
+    hidden = torch.zeros(source["hidden_size"])
+    per_layer = [{"QK": torch.zeros(n_heads * head), "V": torch.zeros(n_heads * head),
+                  "F": torch.zeros(source["intermediate_size"])} for _ in range(n_layers)]
+    for key, tensor in state.items():
+        layer, roles = _width_roles(key, stack)
+        for axis, role in enumerate(roles):
+            if role == "H":
+                hidden += _slice_norms(tensor, axis)
+            elif role is not None:
+                per_layer[layer][role] += _slice_norms(tensor, axis)
+    plan = {"hidden": _rank(hidden, target["hidden_size"], rule), "QK": [], "V": [], "F": [], "heads": []}
+    for scores in per_layer:
+        qk, v = scores["QK"].view(n_heads, head), scores["V"].view(n_heads, head)
+        heads = _rank(qk.sum(1) + v.sum(1), new_heads, rule)
+        plan["heads"].append(heads)
+        for role, per_dim in (("QK", qk), ("V", v)):
+            plan[role].append([h * head + d for h in heads for d in _rank(per_dim[h], new_head, rule)])
+        plan["F"].append(_rank(scores["F"], target["intermediate_size"], rule))
+    return plan
+
+
+def _narrow_state(state: dict, stack: str, plan: dict[str, Any]) -> dict:
+    """``state`` with every weight sliced to the kept hidden dims, heads and feed-forward units of ``plan``."""
+    import torch
+
+    hidden = torch.as_tensor(plan["hidden"], dtype=torch.long)
+    narrowed = {}
+    for key, tensor in state.items():
+        layer, roles = _width_roles(key, stack)
+        for axis, role in enumerate(roles):
+            if role == "H":
+                tensor = tensor.index_select(axis, hidden)
+            elif role is not None:
+                tensor = tensor.index_select(axis, torch.as_tensor(plan[role][layer], dtype=torch.long))
+        narrowed[key] = tensor.clone()
+    return narrowed
+
+
 def shrink_transformer(
     source: Any,
     path: str | os.PathLike,
@@ -291,9 +490,13 @@ def shrink_transformer(
     layers: int | Sequence[int] | None = None,
     texts: Iterable[str] | None = None,
     min_frequency: int = 1,
+    hidden_size: int | None = None,
+    num_attention_heads: int | None = None,
+    intermediate_size: int | None = None,
+    width_selection: str = "first",
     verbose: int = 0,
 ) -> str:
-    """Write a shallower copy of a transformer, initialised from its layers.
+    """Write a shallower (and optionally narrower) copy of a transformer, initialised from its weights.
 
     The copy keeps the source's embeddings, tokenizer and the chosen layers
     (by default every other one, as DistilBERT was initialised from BERT);
@@ -306,6 +509,33 @@ def shrink_transformer(
     For a small model most parameters sit in the word embeddings (MiniLM:
     11.7M of 22.7M), so this shrinks the file and memory; it does not make
     inference faster.
+
+    With ``hidden_size``, ``num_attention_heads`` or ``intermediate_size``
+    the copy is narrowed too, as rubert-tiny's student was, by slicing the
+    source's matrices (no weight is recomputed):
+
+    - one set of kept hidden (residual-stream) dims serves every layer: the
+      embedding tables' columns and LayerNorm, every layer's Q/K/V and
+      intermediate input columns, the attention-output and output dense rows
+      and their LayerNorms, the pooler, a classifier head (BERT's
+      ``classifier``, RoBERTa's ``dense`` and ``out_proj``) and a masked-LM
+      head's transform and decoder columns;
+    - each layer keeps ``num_attention_heads`` of its heads, each of size
+      ``hidden_size / num_attention_heads``, at most the source's head size;
+      a smaller head keeps some of its dims (Q and K the same ones, V its
+      own, which the attention-output dense's columns follow). Q is not
+      rescaled, so a smaller head's attention scores are divided by the
+      square root of the new head size;
+    - each layer keeps ``intermediate_size`` feed-forward units (rows of the
+      intermediate dense, columns of the output dense).
+
+    The config gets the new widths, and ``config.kdtext_shrunk_from`` the
+    source's widths, the rule, the kept hidden dims (``hidden_dims``, so
+    that later code can map student dims to teacher dims) and the kept heads
+    of each layer (``heads``). Width reduction supports BERT (including
+    multilingual-e5, a BertModel), the RoBERTa family (RoBERTa, XLM-R,
+    CamemBERT) and DistilBERT; other architectures (e.g. ELECTRA, whose
+    embeddings are projected to the hidden size) are refused.
 
     Parameters
     ----------
@@ -335,6 +565,31 @@ def shrink_transformer(
     min_frequency : int, default=1
         With ``texts``: keep a piece only if the texts use it at least this
         many times (special tokens and single characters are always kept).
+    hidden_size : int or None, default=None
+        Hidden size of the narrowed copy, at most the source's. None keeps it.
+    num_attention_heads : int or None, default=None
+        Heads per layer, at most the source's; ``hidden_size`` must be a
+        multiple of it and the head size ``hidden_size / num_attention_heads``
+        at most the source's (a ValueError suggests a count). None keeps the
+        source's count (so narrowing ``hidden_size`` alone makes the heads
+        smaller).
+    intermediate_size : int or None, default=None
+        Feed-forward units per layer, at most the source's. None keeps them.
+    width_selection : {"first", "norm"}, default="first"
+        Which hidden dims, heads, within-head dims and feed-forward units a
+        narrowed copy keeps. "first": the first ones, as the rubert-tiny
+        tutorial did. "norm": the ones whose weights have the largest L2
+        norms, computed on the copy's weights (kept layers and vocabulary):
+        a hidden dim by the summed norms of every weight slice reading or
+        writing it, a head by its Q, K, V rows and attention-output columns,
+        a feed-forward unit by its intermediate row and output column; kept
+        indices stay in ascending order. The default is "first" because it
+        was better in ``benchmarks/shrink_width.py``: all-MiniLM-L6-v2 cut
+        to 3 layers and 256 hidden / 8 heads / 1024 units, fine-tuned with
+        ``TransformerClassifier`` defaults on 2,000 SST-2 sentences, dev
+        accuracy 0.764 and 0.770 (seeds 0, 1) with "first", 0.742 and 0.757
+        with "norm", 0.702 and 0.705 from random weights, 0.801 and 0.778
+        at full width (see ``benchmarks/README.md``).
     verbose : int, default=0
         0 hides transformers' loading messages.
 
@@ -350,6 +605,8 @@ def shrink_transformer(
     >>> teacher = TransformerClassifier().fit(X_labeled, y_labeled)  # doctest: +SKIP
     >>> folder = shrink_transformer(teacher, "student-3l", layers=3)  # doctest: +SKIP
     >>> folder = shrink_transformer(teacher, "student-3l-small-vocab", texts=X_all)  # doctest: +SKIP
+    >>> folder = shrink_transformer(teacher, "student-3l-256", layers=3, hidden_size=256,
+    ...                             num_attention_heads=8, intermediate_size=1024)  # doctest: +SKIP
     >>> kd = DistillationClassifier(teacher, TransformerClassifier(folder), loss="mse")  # doctest: +SKIP
     >>> kd.fit(X_all, y_all)  # doctest: +SKIP
     """
@@ -357,6 +614,14 @@ def shrink_transformer(
 
     if isinstance(min_frequency, bool) or not isinstance(min_frequency, Integral) or min_frequency < 1:
         raise ValueError(f"min_frequency must be an int >= 1, got {min_frequency!r}.")
+    widths = {
+        "hidden_size": _check_width("hidden_size", hidden_size),
+        "num_attention_heads": _check_width("num_attention_heads", num_attention_heads),
+        "intermediate_size": _check_width("intermediate_size", intermediate_size),
+    }
+    if width_selection not in _WIDTH_SELECTIONS:
+        raise ValueError(f"width_selection must be one of {_WIDTH_SELECTIONS}, got {width_selection!r}.")
+    narrow = any(v is not None for v in widths.values())
     out = _check_output_folder(source, path)  # before any loading or writing
     model, tokenizer, described = _load_source(source, verbose)
     n_source = getattr(model.config, "num_hidden_layers", None)
@@ -364,6 +629,8 @@ def shrink_transformer(
         raise ValueError(f"{type(model).__name__}'s config has no num_hidden_layers; it cannot be shrunk here.")
     keep = select_layers(n_source, layers)
     stack = _layer_stack(model, n_source)
+    if narrow:  # every width is checked against the source before any work
+        target = _width_targets(model.config, **widths)
     new_index = {old: new for new, old in enumerate(keep)}
 
     prefix = stack + "."
@@ -391,6 +658,19 @@ def shrink_transformer(
         for key in _embedding_keys(model):
             state[key] = state[key].index_select(0, index).clone()
         config.kdtext_shrunk_from.update(source_vocab_size=source_vocab, vocab_size=len(kept_ids))
+    if narrow:
+        fields = _width_config_names(config)
+        source_widths = {name: getattr(config, fields[name]) for name in target}
+        plan = _width_plan(state, stack, len(keep), source_widths, target, width_selection)
+        state = _narrow_state(state, stack, plan)
+        for name, value in target.items():
+            setattr(config, fields[name], value)
+        if getattr(config, "head_dim", None) is not None:
+            config.head_dim = target["hidden_size"] // target["num_attention_heads"]
+        config.kdtext_shrunk_from.update(
+            {f"source_{name}": value for name, value in source_widths.items()},
+            **target, width_selection=width_selection, hidden_dims=plan["hidden"], heads=plan["heads"],
+        )
 
     with torch.random.fork_rng(devices=[]):  # the throwaway random init must not move the user's RNG
         student = type(model)(config)
@@ -398,7 +678,8 @@ def shrink_transformer(
         student.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # pragma: no cover - an architecture whose keys do not follow its layer stack
         raise ValueError(
-            f"Could not map {type(model).__name__}'s weights onto a {len(keep)}-layer copy: {exc}"
+            f"Could not map {type(model).__name__}'s weights onto a {len(keep)}-layer"
+            + (" narrowed" if narrow else "") + f" copy: {exc}"
         ) from exc
 
     pooling = _source_pooling(source, model)
@@ -420,7 +701,8 @@ def shrink_transformer(
             (out / stale).unlink(missing_ok=True)
     n_params = sum(p.numel() for p in student.parameters())
     logger.info(
-        "shrink_transformer: kept layers %s of %d of %s (%.1fM parameters) in %s",
-        keep, n_source, described, n_params / 1e6, out,
+        "shrink_transformer: kept layers %s of %d of %s%s (%.1fM parameters) in %s",
+        keep, n_source, described,
+        f", narrowed to {target} ({width_selection!r} selection)" if narrow else "", n_params / 1e6, out,
     )
     return str(out)
