@@ -22,6 +22,8 @@ _LAZY = {
     "shrink_transformer": "kdtext.shrink",
     "OnnxClassifier": "kdtext.onnx",
     "StaticEmbeddingClassifier": "kdtext.static",
+    "TextFiles": "kdtext.labeling",
+    "label_texts": "kdtext.labeling",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
