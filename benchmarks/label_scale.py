@@ -34,7 +34,7 @@ The machine is shared: before each timed section the script waits up to
 ``--wait`` s for the CPUs to be idle (``_common.wait_for_idle_cpu``) and records
 the busy share seen; timings on a loaded machine are lower bounds.
 
-Run (``--n 100000`` takes about 6 minutes per labeling on 2 idle cores; use a
+Run (``--n 100000`` takes about 6 minutes per labeling at the ~270 texts/s of 2 idle cores; use a
 smaller ``--n`` on a shared machine)::
 
     OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 python benchmarks/label_scale.py --n 6000 --shard-size 500

@@ -541,9 +541,9 @@ def label_texts(
     client : None or dask.distributed.Client, default=None
         Where to label. None: in this process, shard after shard, the teacher
         using the process's own parallelism (torch's threads on a CPU, the GPU
-        on a GPU teacher): one worker, which is right for a GPU and measured
-        close to two single-thread workers on 2 CPU cores
-        (``benchmarks/label_scale.py``). A ``dask.distributed.Client``: the
+        on a GPU teacher): one worker, which is right for a GPU; for several
+        processes on one machine pass a client of a ``LocalCluster`` (rates in
+        ``docs/scaling.rst``). A ``dask.distributed.Client``: the
         teacher is sent once to every worker (``client.scatter(teacher,
         broadcast=True)``, not pickled with each task), shards are submitted
         as tasks (at most two per worker thread in flight), and each worker

@@ -318,3 +318,22 @@ def test_dask_ships_the_teacher_once_per_worker(tmp_path, corpus, dask_client):
     assert (result.n_labeled_shards, result.n_skipped_shards) == (15, 1)  # the last shard repeats the first
     per_worker = dask_client.run(_n_unpickled)
     assert sorted(per_worker.values()) == [1, 1], per_worker  # 15 tasks, one copy of the teacher per worker
+
+
+class NanTeacher(UnpickleCountingTeacher):
+    """Logits that are NaN for texts holding "boring": a broken teacher."""
+
+    def predict_proba(self, X):
+        p = self.inner_.predict_proba(X)
+        p[["boring" in t for t in X]] = np.nan
+        return p
+
+
+def test_a_failing_task_stops_the_dask_job_with_its_error(tmp_path, corpus, dask_client):
+    X, y = make_toy_texts(60, seed=0)
+    with pytest.raises(ValueError, match="NaN or infinite outputs"):
+        label_texts(NanTeacher().fit(X, y), corpus, out=tmp_path, shard_size=20, client=dask_client)
+    folder = next((tmp_path / "kdtext_teacher_cache").iterdir())
+    for p in folder.glob("*.npz"):  # what was written is whole and holds only finite labels
+        with np.load(p) as data:
+            assert np.isfinite(data["logits"]).all()
