@@ -23,6 +23,8 @@ _LAZY = {
     "distill_encoder": "kdtext.encoders",
     "OnnxClassifier": "kdtext.onnx",
     "StaticEmbeddingClassifier": "kdtext.static",
+    "TextFiles": "kdtext.labeling",
+    "label_texts": "kdtext.labeling",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -106,7 +106,8 @@ class _TeacherCache:
                 table[k.tobytes()] = v
         return table
 
-    def store(self, keys: list[bytes], logits: np.ndarray) -> None:
+    def store(self, keys: list[bytes], logits: np.ndarray, name: str | None = None) -> None:
+        """Write one shard atomically; ``name`` (e.g. kdtext.labeling's shard id) makes its file name deterministic."""
         if not keys:
             return
         arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
@@ -114,7 +115,7 @@ class _TeacherCache:
         os.close(fd)
         with open(tmp, "wb") as fh:
             np.savez(fh, keys=arr, logits=np.asarray(logits, dtype=np.float32))
-        os.replace(tmp, self.folder / f"{time.time_ns()}-{os.getpid()}.npz")
+        os.replace(tmp, self.folder / f"{name or f'{time.time_ns()}-{os.getpid()}'}.npz")
 
 
 def teacher_fingerprint(teacher: Any) -> str:
