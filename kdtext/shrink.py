@@ -291,7 +291,9 @@ def _embedding_keys(model: Any) -> list[str]:
 # model types whose weight layout _width_roles knows (BERT incl. multilingual-e5, the RoBERTa family, DistilBERT)
 _WIDTH_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert")
 # the config fields holding the three widths, where a model type names them otherwise
-_WIDTH_CONFIG_NAMES = {"distilbert": {"hidden_size": "dim", "num_attention_heads": "n_heads", "intermediate_size": "hidden_dim"}}
+_WIDTH_CONFIG_NAMES = {
+    "distilbert": {"hidden_size": "dim", "num_attention_heads": "n_heads", "intermediate_size": "hidden_dim"},
+}
 _WIDTH_SELECTIONS = ("first", "norm")
 # per-layer weights, after "<stack>.<i>.": the role of each axis (H hidden, QK / V attention, F feed-forward, None kept)
 _LAYER_ROLES = {
@@ -368,7 +370,9 @@ def _width_targets(config: Any, hidden_size: Any, num_attention_heads: Any, inte
             f"The source's embeddings ({embedding_size}) are projected to its hidden size ({source['hidden_size']}) "
             "(ELECTRA style); width reduction does not slice that projection."
         )
-    given = {"hidden_size": hidden_size, "num_attention_heads": num_attention_heads, "intermediate_size": intermediate_size}
+    given = {
+        "hidden_size": hidden_size, "num_attention_heads": num_attention_heads, "intermediate_size": intermediate_size,
+    }
     target = {name: source[name] if value is None else value for name, value in given.items()}
     for name, value in target.items():
         if value > source[name]:
