@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +43,15 @@ from sklearn.metrics import accuracy_score, f1_score
 from _common import RESULTS_DIR, add_common_args, data_dir, print_table, write_json
 
 ROWS = ("full width", "first", "norm", "random init")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shown(value):
+    """A path as the JSON records it: relative to the checkout, else only its name (no path of this machine)."""
+    if isinstance(value, Path) or (isinstance(value, str) and os.path.isabs(value)):
+        path = Path(value).resolve()
+        return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else path.name
+    return value
 
 
 def load_task(args) -> tuple[str, list, np.ndarray, list, np.ndarray, str]:
@@ -114,9 +124,9 @@ def main() -> None:
         write_json(args.out, {
             "benchmark": "shrink_width", "task": args.task, "metric": metric,
             "n_train": len(X), "n_eval": len(X_test),
-            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "settings": {k: shown(v) for k, v in vars(args).items()},
             "rows": rows, "summary": summary,
-        })
+        }, command="python " + " ".join(str(shown(a)) for a in sys.argv))
         return summary
 
     with tempfile.TemporaryDirectory(prefix="kdtext_width_") as tmp:

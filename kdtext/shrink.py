@@ -291,7 +291,9 @@ def _embedding_keys(model: Any) -> list[str]:
 # model types whose weight layout _width_roles knows (BERT incl. multilingual-e5, the RoBERTa family, DistilBERT)
 _WIDTH_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "distilbert")
 # the config fields holding the three widths, where a model type names them otherwise
-_WIDTH_CONFIG_NAMES = {"distilbert": {"hidden_size": "dim", "num_attention_heads": "n_heads", "intermediate_size": "hidden_dim"}}
+_WIDTH_CONFIG_NAMES = {
+    "distilbert": {"hidden_size": "dim", "num_attention_heads": "n_heads", "intermediate_size": "hidden_dim"},
+}
 _WIDTH_SELECTIONS = ("first", "norm")
 # per-layer weights, after "<stack>.<i>.": the role of each axis (H hidden, QK / V attention, F feed-forward, None kept)
 _LAYER_ROLES = {
@@ -368,7 +370,9 @@ def _width_targets(config: Any, hidden_size: Any, num_attention_heads: Any, inte
             f"The source's embeddings ({embedding_size}) are projected to its hidden size ({source['hidden_size']}) "
             "(ELECTRA style); width reduction does not slice that projection."
         )
-    given = {"hidden_size": hidden_size, "num_attention_heads": num_attention_heads, "intermediate_size": intermediate_size}
+    given = {
+        "hidden_size": hidden_size, "num_attention_heads": num_attention_heads, "intermediate_size": intermediate_size,
+    }
     target = {name: source[name] if value is None else value for name, value in given.items()}
     for name, value in target.items():
         if value > source[name]:
@@ -589,7 +593,10 @@ def shrink_transformer(
         ``TransformerClassifier`` defaults on 2,000 SST-2 sentences, dev
         accuracy 0.764 and 0.770 (seeds 0, 1) with "first", 0.742 and 0.757
         with "norm", 0.702 and 0.705 from random weights, 0.801 and 0.778
-        at full width (see ``benchmarks/README.md``).
+        at full width; and multilingual-e5-small cut the same way, with
+        frozen embeddings, on 2,000 ru_toxic texts: test F1 0.786 and 0.813
+        with "first", 0.740 and 0.784 with "norm" (see
+        ``benchmarks/README.md``).
     verbose : int, default=0
         0 hides transformers' loading messages.
 

@@ -198,7 +198,7 @@ def test_masked_lm_head_is_sliced():
 
 def _hand_set(tmp_path, boost):
     """A 2-layer BERT folder whose weights are tiny noise except where ``boost(state)`` makes them large."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import BertConfig, BertModel
 
     config = BertConfig(vocab_size=90, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
                         max_position_embeddings=64)
