@@ -361,7 +361,11 @@ def _quantize_int8(folder: Path, config: dict) -> None:
     Per-channel scales, measured on all-MiniLM-L6-v2 fine-tuned on SST-2
     (2,000 texts): argmax agreement with fp32 98.4% instead of 96.3%, max
     logit difference 0.70 instead of 1.54, about 5% slower than one scale
-    per tensor. ``quant_pre_process`` is not run: it leaves large temporary
+    per tensor. Weights use 7 bits (``reduce_range=True``): on CPUs without
+    VNNI (AVX2 only) onnxruntime's u8 x s8 integer products saturate, and a
+    tiny BiLSTM's int8 graph agreed with torch on 90.8% of texts with 8-bit
+    weights against 99.2% with 7 (on a VNNI CPU the two are level within
+    noise). ``quant_pre_process`` is not run: it leaves large temporary
     files, and the graph quantizes without it. onnxruntime's one temporary
     file, a shape-inferred copy of the graph, is written and deleted inside
     ``folder``.
@@ -370,7 +374,7 @@ def _quantize_int8(folder: Path, config: dict) -> None:
 
     source, out = folder / MODEL_NAME, folder / f"{MODEL_NAME}.int8"
     with _quiet_quantizer():
-        quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=True,
+        quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
                          use_external_data_format=False)
     os.replace(out, source)
     (folder / EXTERNAL_DATA_NAME).unlink(missing_ok=True)
