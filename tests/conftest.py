@@ -72,5 +72,21 @@ def tiny_bert_path(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def deep_bert_path(tmp_path_factory, tiny_bert_path):
+    """The tiny test BERT with 4 layers instead of 2 (same vocabulary), saved and loaded the real way."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("deep-bert")
+    config = BertConfig.from_pretrained(tiny_bert_path)
+    config.num_hidden_layers = 4
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        BertModel(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_bert_path).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def toy_data():
     return make_toy_texts(120, seed=0)

@@ -14,21 +14,6 @@ from conftest import make_toy_texts
 
 
 @pytest.fixture(scope="module")
-def deep_bert_path(tmp_path_factory, tiny_bert_path):
-    """The tiny test BERT with 4 layers (same vocabulary)."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    path = tmp_path_factory.mktemp("deep-bert-hidden")
-    config = BertConfig.from_pretrained(tiny_bert_path)
-    config.num_hidden_layers = 4
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1)
-        BertModel(config).save_pretrained(path)
-    AutoTokenizer.from_pretrained(tiny_bert_path).save_pretrained(path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
 def teacher(deep_bert_path):
     X, y = make_toy_texts(120, seed=0)
     return TransformerClassifier(
