@@ -3,6 +3,7 @@ resumption after a crash, and DistillationClassifier(memory=out) finding every l
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -276,12 +277,17 @@ def _reset_unpickled() -> None:
 @pytest.fixture(scope="module")
 def dask_client():
     distributed = pytest.importorskip("distributed")
+    # Dask's nanny writes its pre-spawn environment (OMP_NUM_THREADS=1, MKL_NUM_THREADS=1, ...) into this process's
+    # os.environ and never takes it back; later tests' subprocesses would then run torch on one thread.
+    environ = dict(os.environ)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                        silence_logs=40)
     client = distributed.Client(cluster)
     yield client
     client.close()
     cluster.close()
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 def test_dask_cluster_gives_the_in_process_logits(tmp_path, teacher, corpus, dask_client, tiny_bert_path):

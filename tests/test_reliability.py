@@ -192,6 +192,8 @@ _KILL_SCRIPT = textwrap.dedent(
     import os, signal, sys
     sys.path.insert(0, {tests!r})
     import numpy as np
+    import torch
+    torch.set_num_threads({threads})  # the parent's: a sum over threads is only bit-identical for the same count
     from conftest import make_toy_texts
     from kdtext import BiLSTMClassifier
     from kdtext import _neural
@@ -219,7 +221,9 @@ def test_resume_after_kill_9_is_bit_identical(tmp_path):
     reference = BiLSTMClassifier(**params).fit(X, y)
 
     ckpt = tmp_path / "ckpt"
-    script = _KILL_SCRIPT.format(tests=str(Path(__file__).parent), kill_after=2,
+    import torch
+
+    script = _KILL_SCRIPT.format(tests=str(Path(__file__).parent), kill_after=2, threads=torch.get_num_threads(),
                                  params={**params, "checkpoint_dir": str(ckpt)})
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
