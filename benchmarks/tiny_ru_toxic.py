@@ -103,6 +103,11 @@ def main() -> None:
         save()
 
     def save() -> None:
+        # rows another run wrote meanwhile (runs with other --rows may go side by side) are kept
+        if args.out.exists():
+            for r in json.loads(args.out.read_text()).get("rows", []):
+                if r["row"] not in wanted and r["row"] != "teacher":
+                    rows[r["row"]] = r
         order = [r for r in ROWS if r in rows]
         out = {"benchmark": "tiny_ru_toxic", "metric": "f1 (toxic = 1)",
                "n_labeled": len(X_lab), "n_unlabeled": len(X_unl), "n_eval": len(X_eval),

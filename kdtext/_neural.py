@@ -41,6 +41,7 @@ from .base import (
     resolve_device,
     seed_from_random_state,
 )
+from ._parallel import DataParallel, launched_world_size
 from .exceptions import ModelNotFoundError, TrainingInterruptedWarning
 
 logger = logging.getLogger(__name__)
@@ -637,13 +638,19 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         from .losses import distillation_loss
 
         self.device_ = resolve_device(self.device)
+        # launched in several processes (torchrun / accelerate launch): one data-parallel fit (kdtext/_parallel.py)
+        parallel = DataParallel(self.device_) if launched_world_size() > 1 else None
+        if parallel is not None:
+            self.device_ = parallel.device
         checkpoint = None
         resumed = None
+        if self.checkpoint_dir is not None or parallel is not None:
+            fingerprint = self._fit_fingerprint(texts, classes, y_idx, teacher_logits, loss, temperature, alpha,
+                                                None if hidden is None else hidden.describe())
+            if parallel is not None:
+                parallel.check_same_data(fingerprint, type(self).__name__)
         if self.checkpoint_dir is not None:
-            checkpoint = _Checkpoint(self.checkpoint_dir, self._fit_fingerprint(
-                texts, classes, y_idx, teacher_logits, loss, temperature, alpha,
-                None if hidden is None else hidden.describe(),
-            ))
+            checkpoint = _Checkpoint(self.checkpoint_dir, fingerprint)
             resumed = checkpoint.load()
             if resumed is not None and self.random_state is None and resumed["loop"].get("finished"):
                 # a finished fit with a fresh seed each time: a new fit, not a replay of the old one
@@ -652,6 +659,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                 resumed = None
         drawn = seed_from_random_state(self.random_state)  # drawn in any case: a RandomState advances alike
         seed = resumed["seed"] if resumed is not None else drawn
+        if parallel is not None:  # one seed for all processes: the same split, model and batches
+            seed = parallel.broadcast(seed)
         rng = np.random.default_rng(seed)
         self.classes_ = np.asarray(classes)
         n_classes = len(self.classes_)
@@ -695,6 +704,10 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
             if teacher_logits is not None:
                 unl = val_target < 0
                 val_target[unl] = np.argmax(teacher_logits[unl], axis=1)
+
+            # the training forward; across processes wrapped by Accelerator.prepare, which averages the gradients
+            train_step = batch_loss if parallel is None else parallel.prepare(
+                batch_loss, [self.model_] + ([] if aux is None else [aux.matcher]))
 
             params = self._param_groups()
             if aux is not None and aux.parameters():  # the learned projection, trained with the student
@@ -740,7 +753,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                 logger.info("%s: resumed from %s after epoch %d", type(self).__name__, checkpoint.file, loop["epoch"])
 
             def save_checkpoint():
-                if checkpoint is None:
+                if checkpoint is None or (parallel is not None and not parallel.is_main):
                     return
                 checkpoint.save({
                     "seed": seed, "loop": loop, "model": self.model_.state_dict(), "best_state": best_state,
@@ -765,29 +778,39 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                     pbar = self._progress(total=len(batches), desc=f"epoch {epoch}/{n_epochs}", unit="batch")
                     for b in batches:
                         idx = train_idx[b]
+                        # across processes: this process's share of the batch, its loss weighted by that share
+                        idx, share = (idx, 1.0) if parallel is None else parallel.shard(idx)
                         optimizer.zero_grad(set_to_none=True)
-                        loss_value, _ = batch_loss(idx)
+                        loss_value, _ = train_step(idx)
+                        scaled = loss_value if parallel is None else loss_value * share
                         if scaler is not None:
-                            scaler.scale(loss_value).backward()
+                            scaler.scale(scaled).backward()
                             scaler.unscale_(optimizer)
                             torch.nn.utils.clip_grad_norm_(self.model_.parameters(), 1.0)
                             scaler.step(optimizer)
                             scaler.update()
                         else:
-                            loss_value.backward()
+                            if parallel is None:
+                                scaled.backward()
+                            else:
+                                parallel.backward(scaled)
                             torch.nn.utils.clip_grad_norm_(self.model_.parameters(), 1.0)
                             optimizer.step()
                         scheduler.step()
-                        total_loss += float(loss_value.detach()) * len(idx)
-                        n_seen += len(idx)
+                        if share:
+                            total_loss += float(loss_value.detach()) * len(idx)
+                            n_seen += len(idx)
                         if pbar is not None:
                             pbar.update(1)
                             pbar.set_postfix(loss=f"{total_loss / n_seen:.4f}")
                     if pbar is not None:
                         pbar.close()
+                    if parallel is not None:
+                        total_loss, n_seen = parallel.sum([total_loss, n_seen])
                     record = {"epoch": epoch, "train_loss": total_loss / max(n_seen, 1)}
                     if len(val_idx):
-                        val_loss, val_score = self._evaluate(val_idx, lengths[val_idx], batch_loss, val_target)
+                        val_loss, val_score = self._evaluate(val_idx, lengths[val_idx], batch_loss, val_target,
+                                                             parallel)
                         record.update(valid_loss=val_loss, valid_score=val_score)
                     record["time"] = time.perf_counter() - t0
                     self._log_epoch(record)
@@ -949,19 +972,29 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         return _TokenStore(np.concatenate(parts) if parts else np.zeros(0, np.int32),
                            np.concatenate(lengths) if lengths else np.zeros(0, np.int64))
 
-    def _evaluate(self, val_idx, val_lengths, batch_loss, val_target):
+    def _evaluate(self, val_idx, val_lengths, batch_loss, val_target, parallel=None):
+        """Mean validation loss and accuracy; across processes each scores its share, summed once over all."""
         import torch
 
         self.model_.eval()
-        total, correct = 0.0, 0
+        total, correct, count = 0.0, 0, 0
+        n_val = len(val_idx)
+        if parallel is not None:  # positions rank, rank + world_size, ...: disjoint shares covering val_idx
+            mine = slice(parallel.rank, None, parallel.world_size)
+            val_idx, val_lengths = val_idx[mine], val_lengths[mine]
         with torch.inference_mode():
             for b in length_sorted_batches(val_lengths, self.predict_batch_size):
                 idx = val_idx[b]
                 loss_value, logits = batch_loss(idx)
                 total += float(loss_value) * len(idx)
                 correct += int((logits.argmax(1).cpu().numpy() == val_target[idx]).sum())
+                count += len(idx)
         self.model_.train()
-        return total / len(val_idx), correct / len(val_idx)
+        if parallel is not None:
+            total, correct, count = parallel.sum([total, correct, count])
+        if count != n_val:  # pragma: no cover - a sharding bug, never a user error
+            raise RuntimeError(f"validation scored {count} texts instead of {n_val}")
+        return total / count, correct / count
 
     def _log_epoch(self, record: dict) -> None:
         msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
