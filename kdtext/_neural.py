@@ -775,7 +775,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                     self.model_.train()
                     total_loss, n_seen = 0.0, 0
                     batches = bucketed_batches(lengths[train_idx], self.batch_size, rng)
-                    pbar = self._progress(total=len(batches), desc=f"epoch {epoch}/{n_epochs}", unit="batch")
+                    pbar = None if parallel is not None and not parallel.is_main else self._progress(
+                        total=len(batches), desc=f"epoch {epoch}/{n_epochs}", unit="batch")  # one bar per job
                     for b in batches:
                         idx = train_idx[b]
                         # across processes: this process's share of the batch, its loss weighted by that share
@@ -802,7 +803,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                             n_seen += len(idx)
                         if pbar is not None:
                             pbar.update(1)
-                            pbar.set_postfix(loss=f"{total_loss / n_seen:.4f}")
+                            pbar.set_postfix(loss=f"{total_loss / max(n_seen, 1):.4f}")
                     if pbar is not None:
                         pbar.close()
                     if parallel is not None:

@@ -39,7 +39,7 @@ from .base import is_missing
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TextFiles", "LabelingResult", "label_texts", "label_shard", "iter_shards", "shard_id"]
+__all__ = ["TextFiles", "LabelingResult", "label_texts", "label_shard", "iter_shards", "shard_id", "load_teacher"]
 
 _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv", ".txt": "text", ".text": "text"}
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
@@ -395,6 +395,91 @@ def shard_path(folder: str | os.PathLike, sid: str) -> Path:
     return Path(folder) / f"{_SHARD_PREFIX}{sid}.npz"
 
 
+# --------------------------------------------------------------------------- teachers saved in folders
+_SAVED_CONFIGS = ("kdtext_config.json", "onnx_config.json")
+
+
+def load_teacher(path: str | os.PathLike, *, device: str = "auto") -> Any:
+    """Load a fitted teacher from a folder written by ``save_pretrained`` or ``export_onnx``.
+
+    The class is read from the folder: ``kdtext_config.json`` names the
+    estimator (:class:`~kdtext.TransformerClassifier`,
+    :class:`~kdtext.BiLSTMClassifier`, :class:`~kdtext.StaticEmbeddingClassifier`),
+    ``onnx_config.json`` marks an :class:`~kdtext.OnnxClassifier` folder.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The folder.
+    device : str, default="auto"
+        Where a torch teacher goes (its ``from_pretrained(device=...)``);
+        ignored for ONNX folders.
+
+    Returns
+    -------
+    teacher : fitted classifier
+
+    Raises
+    ------
+    ModelNotFoundError
+        If the folder does not exist or holds neither config file.
+
+    Examples
+    --------
+    >>> from kdtext.labeling import load_teacher
+    >>> teacher = load_teacher("teacher/")  # doctest: +SKIP
+    """
+    import json
+
+    from .exceptions import ModelNotFoundError
+
+    folder = Path(os.path.expanduser(os.fspath(path)))
+    if (folder / "onnx_config.json").is_file():
+        from .onnx import OnnxClassifier
+
+        return OnnxClassifier.from_pretrained(folder)
+    config = folder / "kdtext_config.json"
+    if not config.is_file():
+        what = "does not exist" if not folder.exists() else f"holds neither {' nor '.join(_SAVED_CONFIGS)}"
+        raise ModelNotFoundError(
+            f"The teacher folder {os.fspath(path)!r} {what}. Pass a folder written by a fitted teacher's "
+            "save_pretrained (or export_onnx), or the fitted teacher itself."
+        )
+    name = json.loads(config.read_text(encoding="utf-8")).get("estimator")
+    import kdtext
+
+    cls = getattr(kdtext, name, None) if isinstance(name, str) else None
+    if cls is None or not hasattr(cls, "from_pretrained"):
+        raise ModelNotFoundError(f"{config} names the estimator {name!r}, which kdtext cannot load.")
+    return cls.from_pretrained(folder, device=device)
+
+
+@dataclass(frozen=True)
+class _TeacherFolder:
+    """A teacher named by its folder: each process (a Dask worker) loads it once, on its own device."""
+
+    path: str
+
+    def load(self) -> Any:
+        stamp = tuple(os.stat(Path(self.path) / n).st_mtime_ns if (Path(self.path) / n).exists() else 0
+                      for n in _SAVED_CONFIGS)  # a teacher saved again into the folder is loaded again
+        key = (os.path.abspath(self.path), stamp)
+        if key not in _LOADED_TEACHERS:
+            _LOADED_TEACHERS.clear()  # one teacher per process
+            _LOADED_TEACHERS[key] = load_teacher(self.path)
+            logger.info("loaded the teacher from %s in process %d", self.path, os.getpid())
+        return _LOADED_TEACHERS[key]
+
+
+_LOADED_TEACHERS: dict = {}
+
+
+def _folder_fingerprint(ref: _TeacherFolder) -> str:
+    from .distillation import teacher_fingerprint
+
+    return teacher_fingerprint(ref.load())
+
+
 def label_shard(teacher: Any, texts: Sequence[str], folder: str | os.PathLike, sid: str) -> int:
     """Label one shard with the teacher and write it atomically; the unit of work of every engine.
 
@@ -429,6 +514,8 @@ def label_shard(teacher: Any, texts: Sequence[str], folder: str | os.PathLike, s
     path = shard_path(folder, sid)
     if path.exists():
         return 0
+    if isinstance(teacher, _TeacherFolder):  # loaded here once, then kept
+        teacher = teacher.load()
     position: dict[str, int] = {}
     for t in texts:
         position.setdefault(t, len(position))
@@ -518,10 +605,16 @@ def label_texts(
 
     Parameters
     ----------
-    teacher : fitted classifier
+    teacher : fitted classifier, or str or path-like
         Anything :class:`~kdtext.DistillationClassifier` accepts: a fitted
         :class:`~kdtext.TransformerClassifier`, any classifier with
-        ``predict_logits``, ``predict_proba`` or ``decision_function``.
+        ``predict_logits``, ``predict_proba`` or ``decision_function``. Or the
+        folder a fitted teacher was saved to (``save_pretrained`` or
+        ``export_onnx``; see :func:`load_teacher`): with a ``client`` every
+        worker then loads the teacher itself, once, on its own device, so
+        this process needs neither the model in memory nor a GPU and nothing
+        is sent over the network but the path (the folder must be readable
+        on every worker). The fingerprint is computed on a worker.
     texts : TextFiles, str, path-like, or list of str
         The corpus. A str or path-like (a file or a glob pattern, e.g.
         ``"corpus/*.parquet"``) or a list of :class:`pathlib.Path` is read as
@@ -605,11 +698,24 @@ def label_texts(
 
     t0 = time.perf_counter()
     _check_shard_size(shard_size)
-    # the distiller's own check: a classifier with soft outputs, fitted (NotFittedTeacherError with a hint)
-    DistillationClassifier._check_teacher(SimpleNamespace(teacher=teacher))
+    by_folder = isinstance(teacher, (str, os.PathLike))
+    if by_folder:
+        if not any((Path(os.path.expanduser(os.fspath(teacher))) / n).is_file() for n in _SAVED_CONFIGS):
+            load_teacher(teacher)  # raises the ModelNotFoundError that says what is missing
+        teacher = _TeacherFolder(os.path.expanduser(os.fspath(teacher)))
+        if client is None:
+            teacher = teacher.load()
+            by_folder = False
+    if not by_folder:
+        # the distiller's own check: a classifier with soft outputs, fitted (NotFittedTeacherError with a hint)
+        DistillationClassifier._check_teacher(SimpleNamespace(teacher=teacher))
     corpus = _as_corpus(texts, text_column)
     folder = _check_out(out)
-    fingerprint = teacher_fingerprint(teacher)
+    if by_folder:  # on a worker, which also loads its copy there
+        _check_client(client)
+        fingerprint = client.submit(_folder_fingerprint, teacher, pure=False).result()
+    else:
+        fingerprint = teacher_fingerprint(teacher)
     folder = folder / "kdtext_teacher_cache" / fingerprint
     folder.mkdir(parents=True, exist_ok=True)
     if client is None:
@@ -724,15 +830,16 @@ def _label_on_dask(client, teacher, chunks, folder: Path, shard_size: int, verbo
         from distributed import as_completed
     except ImportError:  # pragma: no cover - a client was given, so distributed is there
         raise ImportError('client= needs dask.distributed: pip install "kdtext[dask]".') from None
-    if not hasattr(client, "scatter") or not hasattr(client, "submit"):
-        raise TypeError(f"client must be a dask.distributed.Client or None, got {type(client).__name__}.")
+    _check_client(client)
     nthreads = client.nthreads()  # {worker address: threads}
     if not nthreads:
         raise RuntimeError("The Dask cluster has no workers; start some (or wait for them) before label_texts.")
     counts = dict(n_shards=0, n_labeled_shards=0, n_skipped_shards=0, n_texts=0, n_labeled_texts=0,
                   n_workers=len(nthreads))
-    # one copy per worker, kept in its memory; hash=False: a key of this call's own, released at the end
-    teacher_future = client.scatter(teacher, broadcast=True, hash=False)
+    # one copy per worker, kept in its memory; hash=False: a key of this call's own, released at the end.
+    # A teacher folder is not scattered: each worker loads it on the first shard it gets.
+    teacher_future = teacher if isinstance(teacher, _TeacherFolder) else client.scatter(teacher, broadcast=True,
+                                                                                          hash=False)
     max_in_flight = 2 * sum(nthreads.values())
     pending = as_completed()
     sizes: dict = {}  # future key -> texts in its shard; also the futures still outstanding
@@ -764,5 +871,11 @@ def _label_on_dask(client, teacher, chunks, folder: Path, shard_size: int, verbo
     finally:
         if pbar is not None:
             pbar.close()
-        teacher_future.release()
+        if not isinstance(teacher_future, _TeacherFolder):
+            teacher_future.release()
     return counts
+
+
+def _check_client(client: Any) -> None:
+    if not hasattr(client, "scatter") or not hasattr(client, "submit"):
+        raise TypeError(f"client must be a dask.distributed.Client or None, got {type(client).__name__}.")

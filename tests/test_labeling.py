@@ -343,3 +343,53 @@ def test_a_failing_task_stops_the_dask_job_with_its_error(tmp_path, corpus, dask
     for p in folder.glob("*.npz"):  # what was written is whole and holds only finite labels
         with np.load(p) as data:
             assert np.isfinite(data["logits"]).all()
+
+
+# --------------------------------------------------------------------------- a teacher named by its folder
+@pytest.fixture(scope="module")
+def saved_teacher(tmp_path_factory):
+    from kdtext import BiLSTMClassifier
+
+    X, y = make_toy_texts(60, seed=0)
+    model = BiLSTMClassifier(vocab_size=200, embedding_dim=8, hidden_dim=8, epochs=1, random_state=0,
+                             device="cpu").fit(X, y)
+    folder = tmp_path_factory.mktemp("saved-teacher")
+    model.save_pretrained(folder)
+    return model, folder
+
+
+def _loaded_teachers() -> list:  # run on each worker
+    return [type(t).__name__ for t in kdtext.labeling._LOADED_TEACHERS.values()]
+
+
+def test_a_teacher_folder_labels_as_the_teacher_itself(tmp_path, saved_teacher, corpus):
+    model, folder = saved_teacher
+    by_folder = label_texts(folder, corpus, out=tmp_path, shard_size=50)
+    assert by_folder.fingerprint == kdtext.distillation.teacher_fingerprint(model)
+    assert by_folder.n_labeled_shards == 7
+    assert_labels_match(read_labels(Path(by_folder.folder)), model, corpus)
+    # the object finds the folder's labels: the same cache, nothing labeled again
+    assert label_texts(model, corpus, out=tmp_path, shard_size=50).n_labeled_shards == 0
+
+
+def test_dask_workers_load_a_teacher_folder_themselves(tmp_path, saved_teacher, corpus, dask_client):
+    model, folder = saved_teacher
+    dask_client.run(kdtext.labeling._LOADED_TEACHERS.clear)
+    result = label_texts(str(folder), corpus, out=tmp_path, shard_size=50, client=dask_client)
+    assert result.fingerprint == kdtext.distillation.teacher_fingerprint(model)
+    assert (result.n_shards, result.n_labeled_shards) == (7, 7)
+    assert_labels_match(read_labels(Path(result.folder)), model, corpus)
+    loaded = dask_client.run(_loaded_teachers)  # each worker that labeled holds exactly one copy, loaded there
+    assert all(v in ([], ["BiLSTMClassifier"]) for v in loaded.values()), loaded
+    assert ["BiLSTMClassifier"] in loaded.values()
+
+
+def test_a_missing_teacher_folder_is_refused_before_anything_is_written(tmp_path, corpus):
+    from kdtext.exceptions import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match="does not exist.*save_pretrained"):
+        label_texts(tmp_path / "no-such-teacher", corpus, out=tmp_path / "labels")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match="holds neither kdtext_config.json nor onnx_config.json"):
+        label_texts(tmp_path / "empty", corpus, out=tmp_path / "labels")
+    assert not (tmp_path / "labels").exists()

@@ -78,7 +78,8 @@ def _max_diff(a, b):
 # batch_size 7 over 64 training texts: odd batches (4 + 3 texts per process) and a last batch of 1 (one process
 # holds no text and contributes a zero loss)
 BILSTM = dict(vocab_size=300, embedding_dim=16, hidden_dim=16, dropout=0.0, epochs=4, batch_size=7,
-              learning_rate=1e-2, validation_fraction=0.2, n_iter_no_change=None, random_state=0, device="cpu")
+              learning_rate=1e-2, validation_fraction=0.2, n_iter_no_change=None, random_state=0, device="cpu",
+              verbose=1)  # progress bars on: the main process draws them
 
 
 def test_two_processes_train_the_one_process_model(tmp_path):
