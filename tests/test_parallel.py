@@ -33,19 +33,20 @@ _SCRIPT = textwrap.dedent(
     X, y = make_toy_texts({n}, seed=0)
     rank = int(os.environ.get("RANK", "0"))
     {setup}
-    clf = getattr(kdtext, {cls!r})(**{params!r}).fit(X, y)
+    clf = {make}
     out = os.path.join({out!r}, f"{{os.environ.get('WORLD_SIZE', '1')}}-{{rank}}")
-    torch.save(clf.model_.state_dict(), out + ".pt")
+    torch.save((clf.student_ if hasattr(clf, "student_") else clf).model_.state_dict(), out + ".pt")
     with open(out + ".json", "w") as fh:
         json.dump({{"history": clf.history_, "proba": clf.predict_proba(X).tolist(),
-                   "best_epoch": int(clf.best_epoch_)}}, fh)
+                   "best_epoch": int(getattr(clf, "student_", clf).best_epoch_)}}, fh)
     """
 )
 
 
-def _run(tmp_path, cls, params, *, processes, n=80, setup="", expect_ok=True):
+def _run(tmp_path, cls, params, *, processes, n=80, setup="", make=None, expect_ok=True):
     script = tmp_path / f"fit_{cls}.py"
-    script.write_text(_SCRIPT.format(tests=TESTS, n=n, cls=cls, params=params, out=str(tmp_path), setup=setup))
+    make = make or f"getattr(kdtext, {cls!r})(**{params!r}).fit(X, y)"
+    script.write_text(_SCRIPT.format(tests=TESTS, n=n, make=make, out=str(tmp_path), setup=setup))
     cmd = [sys.executable, str(script)]
     if processes > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
@@ -104,16 +105,22 @@ def test_two_processes_train_the_one_process_model(tmp_path):
         assert r1["train_loss"] == pytest.approx(r2["train_loss"], rel=1e-4)
 
 
-def test_two_processes_train_a_mean_pooled_transformer(tmp_path, tiny_bert_path):
-    # no dropout, so that the processes draw no masks of their own; mean pooling leaves the pooler without a
-    # gradient, which DDP must not wait for
+@pytest.fixture(scope="module")
+def bert_without_dropout(tmp_path_factory, tiny_bert_path):
+    """The tiny test BERT without dropout, so that the processes draw no masks of their own."""
     from transformers import AutoConfig, AutoTokenizer, BertModel
 
-    folder = tmp_path / "bert-no-dropout"
+    folder = tmp_path_factory.mktemp("bert-no-dropout")
     config = AutoConfig.from_pretrained(tiny_bert_path)
     config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
     BertModel.from_pretrained(tiny_bert_path, config=config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(tiny_bert_path).save_pretrained(folder)
+    return folder
+
+
+def test_two_processes_train_a_mean_pooled_transformer(tmp_path, bert_without_dropout):
+    # mean pooling leaves the pooler without a gradient, which DDP must not wait for
+    folder = bert_without_dropout
     params = dict(model=str(folder), pooling="mean", epochs=2, batch_size=6, learning_rate=1e-3,
                   validation_fraction=0.25, n_iter_no_change=None, random_state=0, device="cpu")
     _run(tmp_path, "TransformerClassifier", params, processes=1, n=40)
@@ -125,6 +132,33 @@ def test_two_processes_train_a_mean_pooled_transformer(tmp_path, tiny_bert_path)
     assert _max_diff(w1, w2a) < 1e-4
     assert np.allclose(h1["proba"], h2a["proba"], atol=1e-4)
     assert [r["valid_score"] for r in h1["history"]] == [r["valid_score"] for r in h2a["history"]]
+
+
+def test_two_processes_distil_with_hidden_state_losses(tmp_path, bert_without_dropout):
+    # A narrower student: the learned projection (16 -> 32) of hidden_loss trains with it. DDP must average its
+    # gradients too; if it did not, the student's averaged gradients would keep the processes equal to each other,
+    # but not to one process (a projection trained on half batches).
+    from kdtext import shrink_transformer
+
+    teacher, narrow = str(bert_without_dropout), tmp_path / "narrow"
+    shrink_transformer(teacher, narrow, layers=1, hidden_size=16, num_attention_heads=2, intermediate_size=20)
+    make = (f"kdtext.DistillationClassifier(kdtext.TransformerClassifier({teacher!r}, epochs=1, random_state=0, "
+            f"device='cpu').fit(X, y), kdtext.TransformerClassifier({str(narrow)!r}, epochs=2, batch_size=6, "
+            "learning_rate=1e-3, random_state=0, device='cpu', n_iter_no_change=None), hidden_loss='mse', "
+            "random_state=0).fit(X + [x.split()[1] + ' ' + x.split()[0] for x in X])")
+    # every text 4 tokens long ([CLS] word word [SEP]): the token-averaged hidden loss of a process's share of a
+    # batch is then exactly its share of the batch's loss (with texts of unequal length it is close, not exact)
+    setup = ("from conftest import POSITIVE, NEGATIVE, NEUTRAL; "
+             "X = [f'{a} {b}' for g in (POSITIVE, NEGATIVE) for a in g[:5] for b in NEUTRAL[:4]]; "
+             "y = np.repeat([1, 0], 20)")
+    _run(tmp_path, "kd", {}, processes=1, make=make, setup=setup)
+    _run(tmp_path, "kd", {}, processes=2, make=make, setup=setup)
+    w1, h1 = _load(tmp_path, 1, 0)
+    w2a, h2a = _load(tmp_path, 2, 0)
+    w2b, h2b = _load(tmp_path, 2, 1)
+    assert all(torch.equal(w2a[k], w2b[k]) for k in w2a) and h2a["proba"] == h2b["proba"]
+    assert _max_diff(w1, w2a) < 1e-4
+    assert np.allclose(h1["proba"], h2a["proba"], atol=1e-4)
 
 
 def test_processes_with_different_data_are_refused(tmp_path):
