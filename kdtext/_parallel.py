@@ -14,10 +14,14 @@ How one fit is shared (``NeuralTextClassifier._train``):
 - Each batch of ``batch_size`` texts is split between the processes
   (``idx[rank::world_size]``); the model is wrapped by ``Accelerator.prepare``
   (``DistributedDataParallel``), which averages the gradients. Each process
-  scales its loss by its share of the batch, so the averaged gradient is the
-  one-process gradient of the whole batch: the weights follow the one-process
-  run up to floating-point summation order (and dropout masks, which each
-  process draws for its own texts).
+  scales its loss by its share of the batch's texts, so the averaged gradient
+  is the one-process gradient of the whole batch for losses that are a mean
+  over texts (KL / MSE on logits, cross-entropy): the weights follow the
+  one-process run up to floating-point summation order (and dropout masks,
+  which each process draws for its own texts). Losses normalised otherwise
+  come close but not exactly: the hidden-state losses average over tokens,
+  and class-weighted cross-entropy divides by the sum of the weights, so a
+  share's part in the batch is its share of tokens or weights, not of texts.
 - Validation is split the same way; the losses and correct counts are summed
   across processes, each validation text counted exactly once (checked), so
   every process sees the same score and early stopping stops all of them
