@@ -355,7 +355,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         distinct text in total.
     chunk_size : int, default=8192
         Texts per call to the teacher.
-    stream : "auto", bool, default="auto"
+    stream : {"auto", True, False}, default="auto"
         Whether ``fit`` streams a transfer set of files, so that its memory
         does not grow with the number of texts: the
         :class:`~kdtext.TextFiles` are read several times, chunk by chunk
@@ -980,11 +980,19 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
     def _student_indices(self, texts) -> np.ndarray:
         return _student_indices(self.student_, self.target_, self.classes_, texts)
 
+    def _by_chunks(self, X, fn):
+        """``fn(check_texts(X))``; for a :class:`~kdtext.TextFiles`, chunk by chunk, never all texts at once."""
+        if not _is_text_files(X):
+            return fn(check_texts(X))
+        parts = [fn(chunk) for chunk in X.iter_chunks()]
+        if not parts:
+            raise ValueError(f"X is empty: {X!r} holds no texts; at least one text is required.")
+        return np.concatenate(parts)
+
     def predict(self, X) -> np.ndarray:
-        """Labels predicted by the student, from ``classes_``."""
+        """Labels predicted by the student, from ``classes_`` (a TextFiles is read chunk by chunk)."""
         check_is_fitted(self, "student_")
-        texts = check_texts(X)
-        return self.classes_[self._student_indices(texts)]
+        return self._by_chunks(X, lambda texts: self.classes_[self._student_indices(texts)])
 
     def _student_scores(self, texts) -> np.ndarray:
         """Student outputs aligned to ``classes_`` (logits route: predicted logits)."""
@@ -1000,10 +1008,13 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         logits it predicts.
         """
         check_is_fitted(self, "student_")
-        texts = check_texts(X)
-        if self.target_ == "logits":
-            return _softmax(self._student_scores(texts))
-        return self._align(self.student_.predict_proba(texts), fill=0.0)
+
+        def proba(texts):
+            if self.target_ == "logits":
+                return _softmax(self._student_scores(texts))
+            return self._align(self.student_.predict_proba(texts), fill=0.0)
+
+        return self._by_chunks(X, proba)
 
     @available_if(_student_gives("decision_function"))
     def decision_function(self, X) -> np.ndarray:
@@ -1015,16 +1026,19 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         predicts; a class the student never saw scores ``-inf``.
         """
         check_is_fitted(self, "student_")
-        texts = check_texts(X)
-        if self.target_ == "logits":
-            scores = self._student_scores(texts)
-        else:
-            scores = np.asarray(self.student_.decision_function(texts), dtype=np.float64)
-            if scores.ndim == 1:  # a binary student's margin for its classes_[1]
-                scores = np.stack([-scores / 2, scores / 2], axis=1)
-            # columns in classes_ order; a class the student never saw scores -inf
-            scores = self._align(scores, fill=-np.inf)
-        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
+        def decision(texts):
+            if self.target_ == "logits":
+                scores = self._student_scores(texts)
+            else:
+                scores = np.asarray(self.student_.decision_function(texts), dtype=np.float64)
+                if scores.ndim == 1:  # a binary student's margin for its classes_[1]
+                    scores = np.stack([-scores / 2, scores / 2], axis=1)
+                # columns in classes_ order; a class the student never saw scores -inf
+                scores = self._align(scores, fill=-np.inf)
+            return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
+        return self._by_chunks(X, decision)
 
     def _align(self, columns: np.ndarray, fill: float) -> np.ndarray:
         """Map the student's columns to ``classes_`` (a student may not have seen every class)."""

@@ -101,6 +101,11 @@ def test_streaming_fit_gives_the_in_memory_student_bit_for_bit(tmp_path, teacher
     report = streamed.teacher_report_
     assert report == in_memory.teacher_report_ and report["n_gold"] == 60 and "baseline_cv_accuracy" in report
     np.testing.assert_array_equal(streamed.predict(texts), in_memory.predict(texts))
+    counting = CountingFiles(files.files, chunk_size=CHUNK)  # predict on files: chunk by chunk, the same outputs
+    np.testing.assert_array_equal(streamed.predict(counting), in_memory.predict(texts))
+    np.testing.assert_allclose(streamed.predict_proba(counting), in_memory.predict_proba(texts), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(streamed.decision_function(counting), in_memory.decision_function(texts), atol=1e-6)
+    assert counting.passes == 3 and counting.max_chunk == CHUNK
 
 
 def test_transformer_student_streams_too(tmp_path, teacher, corpus, tiny_bert_path):
