@@ -85,6 +85,14 @@ def build_transfer_set(sst2: Path, n: int, seed: int = 0) -> tuple[list[str], An
     """
     import numpy as np
 
+    rng = np.random.default_rng(seed)
+    texts = list(iter_transfer_texts(sst2, n, rng))
+    logits = rng.standard_normal((n, 2), dtype=np.float32)
+    return texts, logits
+
+
+def iter_transfer_texts(sst2: Path, n: int, rng: Any):
+    """The texts of :func:`build_transfer_set` one by one, never all in memory (``rng``: a numpy Generator)."""
     texts_by_split = (_read_texts(sst2 / f"{name}.csv") for name in ("train", "dev", "test"))
     pool = [t for t in dict.fromkeys(t.strip() for split in texts_by_split for t in split) if t]
     words = sorted({w for t in pool for w in t.split() if w.isalpha() and len(w) > 1})
@@ -94,16 +102,12 @@ def build_transfer_set(sst2: Path, n: int, seed: int = 0) -> tuple[list[str], An
             f"n={n} needs {rounds} repeats of the {len(pool)} SST-2 texts but only {len(words)} distinct extra "
             "words exist to keep them distinct; use a smaller --n."
         )
-    rng = np.random.default_rng(seed)
     order = rng.permutation(len(pool))
     offset = rng.integers(0, len(words), size=len(pool))
     n_pool, n_words = len(pool), len(words)
-    texts = []
     for i in range(n):
         j = int(order[i % n_pool])
-        texts.append(f"{pool[j]} {words[(int(offset[j]) + i // n_pool) % n_words]}")
-    logits = rng.standard_normal((n, 2), dtype=np.float32)
-    return texts, logits
+        yield f"{pool[j]} {words[(int(offset[j]) + i // n_pool) % n_words]}"
 
 
 # --------------------------------------------------------------------- child: one row

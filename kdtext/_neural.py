@@ -42,6 +42,7 @@ from .base import (
     seed_from_random_state,
 )
 from ._parallel import DataParallel, launched_world_size
+from ._stream import StreamedTexts, take_texts
 from .exceptions import ModelNotFoundError, TrainingInterruptedWarning
 
 logger = logging.getLogger(__name__)
@@ -290,6 +291,11 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
 
     _fitted_attribute = "model_"
 
+    #: ``fit_soft`` takes a :class:`~kdtext.TextFiles` (or the distiller's stream of texts) and reads it chunk by
+    #: chunk: ``_init_model`` accepts a stream (an iterable with ``len`` and ``iter_chunks``, not a list) and
+    #: the tokens go to a disk-backed store. A subclass whose ``_init_model`` needs a list sets it False.
+    _streams_transfer_set: bool = True
+
     # attributes holding torch objects, serialised device-safely by __getstate__
     _torch_attributes: tuple[str, ...] = ("model_",)
 
@@ -389,8 +395,10 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
 
         Parameters
         ----------
-        X : list-like of str of shape (n_samples,)
-            The transfer set.
+        X : list-like of str of shape (n_samples,), or TextFiles
+            The transfer set. A :class:`~kdtext.TextFiles` is streamed:
+            read chunk by chunk on each pass, its tokens kept in a
+            disk-backed store, never all texts in memory at once.
         teacher_logits : array-like of shape (n_samples, n_classes)
             The teacher's logits (or log-probabilities).
         y : array-like of int of shape (n_samples,), default=None
@@ -420,7 +428,9 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                 f"{type(self).__name__} has no transformer hidden states to match: hidden-state distillation "
                 "(hidden_loss / pooled_weight) needs a TransformerClassifier student."
             )
-        texts = check_texts(X)
+        texts = self._streamed(X)
+        if texts is None:
+            texts = check_texts(X)
         classes = np.asarray(classes)
         if classes.ndim != 1 or len(classes) < 2:
             raise ValueError(f"classes must be 1-D with at least 2 labels, got {classes!r}.")
@@ -452,6 +462,18 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         self._check_class_weight(classes)
         self._fit_impl(texts, classes, y_idx, logits, loss=loss, temperature=temperature, alpha=alpha, hidden=hidden)
         return self
+
+    def _streamed(self, X) -> StreamedTexts | None:
+        """``X`` as a stream if it is one (or a TextFiles) and this estimator streams; else None."""
+        from .labeling import TextFiles
+
+        if not self._streams_transfer_set:
+            return None
+        if isinstance(X, StreamedTexts):
+            return X
+        if isinstance(X, TextFiles):
+            return StreamedTexts(X, length=X.count())
+        return None
 
     @property
     def n_classes_(self) -> int:
@@ -604,7 +626,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         bit. The price is that old and new model are both in memory while a
         refit runs.
         """
-        texts = encodable_texts(texts)
+        texts = texts.as_encodable() if isinstance(texts, StreamedTexts) else encodable_texts(texts)
         for attempt in range(2):  # a second attempt only after an unusable checkpoint was set aside
             work = object.__new__(type(self))
             # parameters (and whatever else is not fitted state, e.g. scikit-learn's callback context)
@@ -669,7 +691,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         with isolated_torch_rng(seed):
             if resumed is not None:  # e.g. the learnt vocabulary, so the model is built for it
                 self._restore_checkpoint_extra(resumed["extra"])
-            self._init_model([texts[i] for i in train_idx], n_classes)
+            self._init_model(take_texts(texts, train_idx), n_classes)
             self.model_.to(self.device_)
             seqs = self._encode_store(texts)
             lengths = seqs.lengths
@@ -963,8 +985,10 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         pass
 
     # -------------------------------------------------------------- encoding
-    def _encode_store(self, texts: list[str]) -> "_TokenStore":
-        """Token ids of all ``texts``, tokenized in chunks into one compact int32 buffer."""
+    def _encode_store(self, texts: list[str] | StreamedTexts) -> "_TokenStore":
+        """Token ids of all ``texts``, tokenized in chunks into one compact int32 buffer (a stream's: on disk)."""
+        if isinstance(texts, StreamedTexts):
+            return self._encode_stream(texts)
         parts, lengths = [], []
         for start in range(0, len(texts), _CHUNK):
             seqs = self._encode(texts[start : start + _CHUNK])
@@ -972,6 +996,36 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
             parts.append(np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(lengths[-1].sum())))
         return _TokenStore(np.concatenate(parts) if parts else np.zeros(0, np.int32),
                            np.concatenate(lengths) if lengths else np.zeros(0, np.int64))
+
+    def _encode_stream(self, texts: StreamedTexts) -> "_TokenStore":
+        """Token ids of a stream, tokenized chunk by chunk into an int32 file that is memory-mapped.
+
+        The file is unlinked once mapped (POSIX keeps the mapping), so nothing is left in the temp folder
+        (``TMPDIR``); the kernel pages the tokens in and out as training reads them. Per text, only its
+        length and offset stay in memory (int64 each)."""
+        fd, path = tempfile.mkstemp(prefix="kdtext-tokens-", suffix=".i32")
+        lengths = []
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in texts.iter_chunks():
+                    for start in range(0, len(chunk), _CHUNK):
+                        seqs = self._encode(chunk[start : start + _CHUNK])
+                        lens = np.fromiter((len(q) for q in seqs), dtype=np.int64, count=len(seqs))
+                        fh.write(np.fromiter((i for q in seqs for i in q), dtype=np.int32,
+                                             count=int(lens.sum())).tobytes())
+                        lengths.append(lens)
+            lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+            total = int(lengths.sum())
+            # copy-on-write: writable for torch.as_tensor, yet never written back; clean pages stay reclaimable
+            flat = np.memmap(path, dtype=np.int32, mode="c", shape=(total,)) if total else np.zeros(0, np.int32)
+            logger.info("%s: %d tokens of %d texts memory-mapped from %s", type(self).__name__, total,
+                        len(lengths), path)
+        finally:
+            try:
+                os.unlink(path)
+            except OSError:  # pragma: no cover - Windows cannot unlink a mapped file
+                logger.info("%s stays in the temp folder until deleted", path)
+        return _TokenStore(flat, lengths)
 
     def _evaluate(self, val_idx, val_lengths, batch_loss, val_target, parallel=None):
         """Mean validation loss and accuracy; across processes each scores its share, summed once over all."""

@@ -10,7 +10,7 @@ import time
 import warnings
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone, is_classifier, is_regressor
@@ -28,6 +28,7 @@ from .base import (
     is_soft_target_student,
     seed_from_random_state,
 )
+from ._stream import StreamedTexts, dedup_keys, take_texts, text_keys
 from .exceptions import NotFittedTeacherError, TrainingInterruptedWarning, WeakTeacherWarning
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,12 @@ def _text_key(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
+def _key_prefix(keys: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of ``S16`` keys as integers, ordered as the keys' bytes (big-endian)."""
+    raw = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), 16)
+    return np.ascontiguousarray(raw[:, :8]).view(">u8").reshape(len(keys)).astype(np.uint64)
+
+
 class _TeacherCache:
     """Teacher outputs cached on disk by text content, per teacher fingerprint.
 
@@ -84,8 +91,10 @@ class _TeacherCache:
         self.folder = Path(location) / "kdtext_teacher_cache" / fingerprint
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def load(self) -> dict[bytes, np.ndarray]:
-        table: dict[bytes, np.ndarray] = {}
+    def _shards(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(keys, logits)`` of each readable shard, in file-name order: ``S16`` keys, float32 logits.
+
+        A damaged shard is skipped with a warning (its texts are labeled again)."""
         for shard in sorted(self.folder.glob("*.npz")):
             try:
                 with np.load(shard, allow_pickle=False) as data:
@@ -99,18 +108,61 @@ class _TeacherCache:
                     f"The teacher cache shard {shard} is damaged ({type(exc).__name__}: {exc}) and was skipped: "
                     "its texts are labeled again. Delete the file to silence this warning.",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=5,
                 )
                 continue
-            for k, v in zip(raw, values):
+            yield raw.view("S16").reshape(len(raw)), values
+
+    def load(self) -> dict[bytes, np.ndarray]:
+        """Every cached ``key -> logits`` as a dict (one Python object per text: small caches and tests only;
+        fitting uses :meth:`lookup`)."""
+        table: dict[bytes, np.ndarray] = {}
+        for keys, values in self._shards():
+            for k, v in zip(keys.view(np.uint8).reshape(len(keys), 16), values):
                 table[k.tobytes()] = v
         return table
 
-    def store(self, keys: list[bytes], logits: np.ndarray, name: str | None = None) -> None:
-        """Write one shard atomically; ``name`` (e.g. kdtext.labeling's shard id) makes its file name deterministic."""
-        if not keys:
+    def lookup(self, keys: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Fill ``out[i]`` with the cached logits of ``keys[i]`` (distinct ``S16`` keys); return the hit mask.
+
+        Arrays only, never a table of all entries: the wanted keys are sorted
+        once, then each shard's keys are found among them with
+        ``searchsorted`` (on their first 8 bytes as an integer, exact 16-byte
+        equality checked), one shard in memory at a time. Where several shards
+        hold a key, the last in file-name order wins, as in :meth:`load`.
+        """
+        n = len(keys)
+        hit = np.zeros(n, dtype=bool)
+        if n == 0:
+            return hit
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        prefix = _key_prefix(ordered)  # non-decreasing, as the keys' byte order
+        for shard_keys, values in self._shards():
+            if len(shard_keys) == 0:
+                continue
+            pos = np.minimum(np.searchsorted(prefix, _key_prefix(shard_keys)), n - 1)
+            found = ordered[pos] == shard_keys
+            retry = ~found & (prefix[pos] == _key_prefix(shard_keys))  # two wanted keys share 8 bytes: exact search
+            if retry.any():
+                exact = np.minimum(np.searchsorted(ordered, shard_keys[retry]), n - 1)
+                pos[retry] = exact
+                found[retry] = ordered[exact] == shard_keys[retry]
+            rows = order[pos[found]]
+            out[rows] = values[found]
+            hit[rows] = True
+        return hit
+
+    def store(self, keys: list[bytes] | np.ndarray, logits: np.ndarray, name: str | None = None) -> None:
+        """Write one shard atomically; ``name`` (e.g. kdtext.labeling's shard id) makes its file name deterministic.
+
+        ``keys``: 16-byte ``bytes`` or an ``S16`` array."""
+        if len(keys) == 0:
             return
-        arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
+        if isinstance(keys, np.ndarray):
+            arr = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), 16)
+        else:
+            arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
         fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
         os.close(fd)
         with open(tmp, "wb") as fh:
@@ -303,6 +355,24 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         distinct text in total.
     chunk_size : int, default=8192
         Texts per call to the teacher.
+    stream : {"auto", True, False}, default="auto"
+        Whether ``fit`` streams a transfer set of files, so that its memory
+        does not grow with the number of texts: the
+        :class:`~kdtext.TextFiles` are read several times, chunk by chunk
+        (hashing and de-duplicating by 16-byte keys with numpy, looking the
+        keys up in ``memory`` shard by shard, labeling what is missing,
+        training the student on a disk-backed token store, predicting for
+        ``fidelity_``), and never held at once; per text only numpy arrays
+        remain (a key, indices, labels, and the float32 teacher outputs,
+        memory-mapped when large). Needs a student that streams: kdtext's
+        :class:`~kdtext.BiLSTMClassifier` and
+        :class:`~kdtext.TransformerClassifier` on the "soft" route, and
+        ``augment=0``. "auto": stream when ``X`` is a ``TextFiles`` and
+        those hold; otherwise read ``X`` into memory as a list (a log line at
+        INFO says why). True: stream or raise an error saying why not (e.g.
+        a scikit-learn student, which needs all texts in memory). False:
+        always in memory. Both ways give the same student (bit for bit on a
+        CPU; ``docs/scaling.rst``). Do not change the files during ``fit``.
     random_state : int, RandomState instance or None, default=None
         Seeds augmentation; passed to nothing else (students have their own).
     report : bool, default=True
@@ -347,6 +417,8 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         Whether the student's training was stopped by ``KeyboardInterrupt``
         after at least one epoch (its best weights so far were kept). Earlier
         interrupts re-raise and leave this estimator as it was.
+    streamed_ : bool
+        Whether ``fit`` streamed the transfer set (see ``stream``).
 
     Examples
     --------
@@ -397,6 +469,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         "p_ngram": [Interval(Real, 0, 1, closed="both")],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "chunk_size": [Interval(Integral, 1, None, closed="left")],
+        "stream": ["boolean", StrOptions({"auto"})],
         "random_state": ["random_state"],
         "report": ["boolean"],
         "verbose": ["verbose"],
@@ -422,6 +495,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         p_ngram: float = 0.25,
         memory: Any = None,
         chunk_size: int = 8192,
+        stream: bool | str = "auto",
         random_state: Any = None,
         report: bool = True,
         verbose: int = 0,
@@ -443,6 +517,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         self.p_ngram = p_ngram
         self.memory = memory
         self.chunk_size = chunk_size
+        self.stream = stream
         self.random_state = random_state
         self.report = report
         self.verbose = verbose
@@ -566,10 +641,13 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         return route
 
     # ------------------------------------------------------------ teacher
-    def _label(self, teacher, texts: list[str], n_classes: int) -> tuple[np.ndarray, int]:
+    def _label(self, teacher, texts, n_classes: int, keys: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """Teacher logits for distinct texts (from the cache where possible, else in chunks) and how
         many texts the teacher labeled. Each finished chunk is stored in ``memory`` at once, so a fit
-        killed while labeling keeps the chunks it finished."""
+        killed while labeling keeps the chunks it finished.
+
+        ``texts``: a list, or a :class:`~kdtext._stream.StreamedTexts` read chunk by chunk (then pass its
+        ``keys``, the ``S16`` text keys, computed while de-duplicating)."""
         n = len(texts)
         if n * n_classes * 4 > MEMMAP_THRESHOLD:
             fd, path = tempfile.mkstemp(prefix="kdtext-teacher-", suffix=".f32")
@@ -587,38 +665,100 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         location = _memory_location(self.memory)
         if location is not None:
             cache = _TeacherCache(location, teacher_fingerprint(teacher))
-            table = cache.load()
-            keys = [_text_key(t) for t in texts]
-            hit = np.array([k in table for k in keys], dtype=bool)
+            if keys is None:
+                keys = text_keys(texts)
+            hit = cache.lookup(keys, out)
             hits = np.flatnonzero(hit)
-            if len(hits):
-                out[hits] = np.stack([table[keys[i]] for i in hits])
-                _check_finite_outputs(teacher, out[hits], [texts[i] for i in hits])  # older shards too
+            for start in range(0, len(hits), 1 << 20):  # older shards too; in blocks, no copy of all hits
+                rows = hits[start : start + (1 << 20)]
+                _check_finite_outputs(teacher, out[rows], _Rows(texts, rows))
             todo = np.flatnonzero(~hit)
-            logger.info("teacher cache: %d of %d texts cached", int(hit.sum()), n)
+            logger.info("teacher cache: %d of %d texts cached", len(hits), n)
         pbar = None
         if self.verbose and len(todo):
             from tqdm.auto import tqdm
 
             pbar = tqdm(total=len(todo), desc="teacher", unit="text", leave=False)
-        for start in range(0, len(todo), self.chunk_size):
-            idx = todo[start : start + self.chunk_size]
+        for idx, chunk in _runs_of(texts, todo, self.chunk_size):
             with np.errstate(over="ignore", invalid="ignore"):
-                logits = teacher_logits(teacher, [texts[i] for i in idx])
+                logits = teacher_logits(teacher, chunk)
             if logits.shape != (len(idx), n_classes):
                 raise ValueError(
                     f"The teacher {type(teacher).__name__} returned outputs of shape {logits.shape} for "
                     f"{len(idx)} texts and {n_classes} classes."
                 )
-            _check_finite_outputs(teacher, logits, [texts[i] for i in idx])
+            _check_finite_outputs(teacher, logits, chunk)
             out[idx] = logits
             if cache is not None:
-                cache.store([keys[i] for i in idx], logits)
+                cache.store(keys[idx], logits)
             if pbar is not None:
                 pbar.update(len(idx))
         if pbar is not None:
             pbar.close()
         return out, int(len(todo))
+
+    # ------------------------------------------------------------- streaming
+    def _streaming(self, X, student, route: str) -> bool:
+        """Whether ``fit`` streams ``X``; with ``stream=True`` a reason it cannot is an error saying what to do."""
+        from .labeling import TextFiles
+
+        if self.stream is False:
+            return False
+        is_files = isinstance(X, TextFiles)
+        if not is_files and self.stream == "auto":
+            return False
+        blocker = None
+        if not is_files:
+            blocker = (
+                f"X is a {type(X).__name__}: a streaming fit reads its transfer set several times, chunk by chunk, "
+                "and only a kdtext.TextFiles can be read again in a fixed order. Pass TextFiles(paths) (write the "
+                "texts to Parquet, CSV or text files first), or stream='auto' to fit on X in memory."
+            )
+        elif route != "soft" or not getattr(student, "_streams_transfer_set", False):
+            why = (
+                f"the student {type(student).__name__} on the {route!r} route takes all its texts in memory at once"
+                + (" (scikit-learn estimators such as TfidfVectorizer fit on a list of texts)"
+                   if not hasattr(student, "fit_soft") else "")
+            )
+            blocker = (
+                f"{why}, so it cannot learn from a stream of texts. Either read the corpus into memory, "
+                "fit(list(TextFiles(...))) or stream=False, if its texts fit in memory, or use a neural student "
+                "that streams (BiLSTMClassifier or TransformerClassifier, on target='soft')."
+            )
+        elif self.augment:
+            blocker = (
+                f"augment={self.augment} draws replacement words from the whole transfer set held in memory, so it "
+                "does not stream. Augment a sample in memory (kdtext.augment.augment_texts on a list) and add the "
+                "variants to the TextFiles as one more file, or pass augment=0."
+            )
+        if blocker is None:
+            return True
+        if self.stream is True:
+            raise TypeError(f"DistillationClassifier(stream=True) cannot stream this fit: {blocker}")
+        logger.info("DistillationClassifier: TextFiles read into memory (stream='auto'): %s", blocker)
+        return False
+
+    def _stream_transfer(self, X, y, classes: np.ndarray):
+        """Hash, de-duplicate and check labels of a streamed transfer set: ``(distinct, keys, gold)``.
+
+        One pass over ``X``: per text only numpy bytes (a 16-byte key, then the
+        int64 inverse and label), never a Python object."""
+        parts, n = [], 0
+        for chunk in X.iter_chunks():
+            parts.append(text_keys(chunk))
+            n += len(chunk)
+        if n == 0:
+            raise ValueError(f"X is empty: {X!r} holds no texts; at least one text is required.")
+        y_idx = self._split_labels(y, n, classes)
+        keys = np.concatenate(parts)
+        del parts
+        first, inverse = dedup_keys(keys)
+        keys = keys[first]
+        gold = np.full(len(first), -1, dtype=np.int64)
+        has_gold = y_idx >= 0
+        gold[inverse[has_gold]] = y_idx[has_gold]
+        logger.info("streamed transfer set: %d texts, %d distinct", n, len(first))
+        return StreamedTexts(X, first), keys, gold
 
     # ---------------------------------------------------------------- fit
     def fit(self, X: Iterable[str], y=None):
@@ -626,8 +766,9 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
 
         Parameters
         ----------
-        X : iterable of str
+        X : iterable of str or TextFiles
             The transfer set: labeled and unlabeled texts (a generator works).
+            A :class:`~kdtext.TextFiles` is streamed (see ``stream``).
         y : array-like of shape (n_samples,), default=None
             Gold labels, ``unlabeled_label`` (default -1) where a text has none.
             None: every text is unlabeled.
@@ -638,37 +779,51 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         """
         self._validate_params()
         teacher, classes = self._check_teacher()
-        texts = check_texts(X)  # any iterable of str, generators included
-        y_idx = self._split_labels(y, len(texts), classes)
-        student = clone(self.student)
-        target = self._resolve_target(student)
-        hidden = self._hidden_target(teacher, student, target)
+        student = target = hidden = None
+        streaming = False
+        if self.stream is True or (self.stream == "auto" and _is_text_files(X)):
+            student = clone(self.student)
+            target = self._resolve_target(student)
+            hidden = self._hidden_target(teacher, student, target)
+            streaming = self._streaming(X, student, target)
         # everything below builds the new state in locals; ``self`` changes only at the end
+        if streaming:
+            distinct, keys, gold = self._stream_transfer(X, y, classes)
+            t0 = time.perf_counter()
+            logits, n_calls = self._label(teacher, distinct, len(classes), keys)
+            del keys
+        else:
+            texts = check_texts(X)  # any iterable of str, generators included
+            y_idx = self._split_labels(y, len(texts), classes)
+            if student is None:
+                student = clone(self.student)
+                target = self._resolve_target(student)
+                hidden = self._hidden_target(teacher, student, target)
 
-        if self.augment:
-            from .augment import augment_texts
+            if self.augment:
+                from .augment import augment_texts
 
-            variants = augment_texts(
-                texts, self.augment, p_mask=self.p_mask, p_swap=self.p_swap, p_ngram=self.p_ngram,
-                random_state=seed_from_random_state(self.random_state),
-            )
-            texts = texts + variants
-            y_idx = np.concatenate([y_idx, np.full(len(variants), -1, dtype=np.int64)])
+                variants = augment_texts(
+                    texts, self.augment, p_mask=self.p_mask, p_swap=self.p_swap, p_ngram=self.p_ngram,
+                    random_state=seed_from_random_state(self.random_state),
+                )
+                texts = texts + variants
+                y_idx = np.concatenate([y_idx, np.full(len(variants), -1, dtype=np.int64)])
 
-        # the teacher sees each distinct text once
-        position = {}
-        for t in texts:
-            position.setdefault(t, len(position))
-        distinct = list(position)
-        inverse = np.fromiter((position[t] for t in texts), dtype=np.int64, count=len(texts))
-        t0 = time.perf_counter()
-        logits, n_calls = self._label(teacher, distinct, len(classes))
+            # the teacher sees each distinct text once
+            position = {}
+            for t in texts:
+                position.setdefault(t, len(position))
+            distinct = list(position)
+            inverse = np.fromiter((position[t] for t in texts), dtype=np.int64, count=len(texts))
+            t0 = time.perf_counter()
+            logits, n_calls = self._label(teacher, distinct, len(classes))
+
+            # one row per distinct text; a gold label (if any occurrence has one) is kept
+            gold = np.full(len(distinct), -1, dtype=np.int64)
+            has_gold = y_idx >= 0
+            gold[inverse[has_gold]] = y_idx[has_gold]
         logger.info("teacher labeled %d texts in %.1fs", n_calls, time.perf_counter() - t0)
-
-        # one row per distinct text; a gold label (if any occurrence has one) is kept
-        gold = np.full(len(distinct), -1, dtype=np.int64)
-        has_gold = y_idx >= 0
-        gold[inverse[has_gold]] = y_idx[has_gold]
         with warnings.catch_warnings():
             # the student's own interrupt warning becomes this estimator's (below), once; others pass live
             warnings.filterwarnings("ignore", category=TrainingInterruptedWarning)
@@ -699,6 +854,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         self.fidelity_ = fidelity
         self.teacher_report_ = report
         self.interrupted_ = interrupted
+        self.streamed_ = streaming
         if hasattr(fitted, "history_"):
             self.history_ = fitted.history_
         elif hasattr(self, "history_"):  # a refit with a student that keeps none: no stale history
@@ -734,7 +890,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
             report["teacher_gold_accuracy_subset"] = float(np.mean(np.argmax(logits[labeled], axis=1) == g))
         baseline = make_pipeline(TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1),
                                  LogisticRegression(C=10.0, max_iter=1000))
-        gold_texts = [texts[i] for i in labeled]
+        gold_texts = list(take_texts(texts, labeled))  # at most _REPORT_MAX_GOLD, also from a stream
         try:
             pred = cross_val_predict(baseline, gold_texts, g, cv=3)
         except ValueError as exc:  # e.g. an empty vocabulary (emoji-only texts): no baseline, never a failed fit
@@ -824,11 +980,19 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
     def _student_indices(self, texts) -> np.ndarray:
         return _student_indices(self.student_, self.target_, self.classes_, texts)
 
+    def _by_chunks(self, X, fn):
+        """``fn(check_texts(X))``; for a :class:`~kdtext.TextFiles`, chunk by chunk, never all texts at once."""
+        if not _is_text_files(X):
+            return fn(check_texts(X))
+        parts = [fn(chunk) for chunk in X.iter_chunks()]
+        if not parts:
+            raise ValueError(f"X is empty: {X!r} holds no texts; at least one text is required.")
+        return np.concatenate(parts)
+
     def predict(self, X) -> np.ndarray:
-        """Labels predicted by the student, from ``classes_``."""
+        """Labels predicted by the student, from ``classes_`` (a TextFiles is read chunk by chunk)."""
         check_is_fitted(self, "student_")
-        texts = check_texts(X)
-        return self.classes_[self._student_indices(texts)]
+        return self._by_chunks(X, lambda texts: self.classes_[self._student_indices(texts)])
 
     def _student_scores(self, texts) -> np.ndarray:
         """Student outputs aligned to ``classes_`` (logits route: predicted logits)."""
@@ -844,10 +1008,13 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         logits it predicts.
         """
         check_is_fitted(self, "student_")
-        texts = check_texts(X)
-        if self.target_ == "logits":
-            return _softmax(self._student_scores(texts))
-        return self._align(self.student_.predict_proba(texts), fill=0.0)
+
+        def proba(texts):
+            if self.target_ == "logits":
+                return _softmax(self._student_scores(texts))
+            return self._align(self.student_.predict_proba(texts), fill=0.0)
+
+        return self._by_chunks(X, proba)
 
     @available_if(_student_gives("decision_function"))
     def decision_function(self, X) -> np.ndarray:
@@ -859,16 +1026,19 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         predicts; a class the student never saw scores ``-inf``.
         """
         check_is_fitted(self, "student_")
-        texts = check_texts(X)
-        if self.target_ == "logits":
-            scores = self._student_scores(texts)
-        else:
-            scores = np.asarray(self.student_.decision_function(texts), dtype=np.float64)
-            if scores.ndim == 1:  # a binary student's margin for its classes_[1]
-                scores = np.stack([-scores / 2, scores / 2], axis=1)
-            # columns in classes_ order; a class the student never saw scores -inf
-            scores = self._align(scores, fill=-np.inf)
-        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
+        def decision(texts):
+            if self.target_ == "logits":
+                scores = self._student_scores(texts)
+            else:
+                scores = np.asarray(self.student_.decision_function(texts), dtype=np.float64)
+                if scores.ndim == 1:  # a binary student's margin for its classes_[1]
+                    scores = np.stack([-scores / 2, scores / 2], axis=1)
+                # columns in classes_ order; a class the student never saw scores -inf
+                scores = self._align(scores, fill=-np.inf)
+            return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
+        return self._by_chunks(X, decision)
 
     def _align(self, columns: np.ndarray, fill: float) -> np.ndarray:
         """Map the student's columns to ``classes_`` (a student may not have seen every class)."""
@@ -917,7 +1087,10 @@ def _check_partly_labeled_scoring(texts: list[str], y: Any, sample_weight: Any, 
 
 
 def _student_indices(student, target: str, classes: np.ndarray, texts) -> np.ndarray:
-    """Index into ``classes`` of the student's prediction for each text."""
+    """Index into ``classes`` of the student's prediction for each text (a stream: chunk by chunk)."""
+    if isinstance(texts, StreamedTexts):
+        parts = [_student_indices(student, target, classes, chunk) for chunk in texts.iter_chunks()]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     if target == "logits":
         return np.argmax(np.asarray(student.predict(texts)).reshape(len(texts), -1), axis=1)
     lookup = {c: i for i, c in enumerate(classes.tolist())}
@@ -936,6 +1109,45 @@ def _check_finite_outputs(teacher, logits: np.ndarray, texts: list[str]) -> None
             "for float32 (above about 3.4e38) or a broken teacher (NaN weights, a failed fit) does this; check "
             "teacher.predict_proba / decision_function on that text. The student was not trained."
         )
+
+
+class _Rows:
+    """``texts[rows[k]]`` as a sequence, without copying (for error messages about some rows)."""
+
+    def __init__(self, texts, rows: np.ndarray):
+        self.texts, self.rows = texts, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, k: int) -> str:
+        return self.texts[int(self.rows[k])]
+
+
+def _runs_of(texts, todo: np.ndarray, size: int) -> Iterator[tuple[np.ndarray, list[str]]]:
+    """``(indices, their texts)`` for the texts at the increasing ``todo``, in runs of at most ``size``; a
+    stream is read once, keeping only those texts."""
+    if not isinstance(texts, StreamedTexts):
+        for start in range(0, len(todo), size):
+            idx = todo[start : start + size]
+            yield idx, [texts[i] for i in idx]
+        return
+    if not len(todo):
+        return
+    done, buf = 0, []
+    for chunk in texts.subset(todo).iter_chunks():
+        buf.extend(chunk)
+        while len(buf) >= size:
+            yield todo[done : done + size], buf[:size]
+            done, buf = done + size, buf[size:]
+    if buf:
+        yield todo[done:], buf
+
+
+def _is_text_files(X) -> bool:
+    from .labeling import TextFiles
+
+    return isinstance(X, TextFiles)
 
 
 def _sample_weight_key(student) -> str | None:

@@ -368,6 +368,9 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
     array([1])
     """
 
+    # _init_model builds the word cache and piece counts from a list of texts (slices, strides): no streaming
+    _streams_transfer_set = False
+
     _parameter_constraints: dict = {
         **NeuralTextClassifier._parameter_constraints,
         "model": [str, os.PathLike, None],

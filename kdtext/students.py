@@ -64,8 +64,10 @@ def train_tokenizer(
 
     Parameters
     ----------
-    texts : list of str
-        Training texts.
+    texts : list of str, or a re-iterable with ``len`` and ``iter_chunks``
+        Training texts. A stream of texts (kdtext's own, read from
+        :class:`~kdtext.TextFiles`) is read chunk by chunk: the trainer
+        keeps word counts, not the texts.
     kind : {"bpe", "unicode_bpe", "wordpiece"}, default="bpe"
         ``"bpe"``: GPT-2 style byte-level BPE; never produces ``[UNK]`` (any
         text is bytes), but spends 256 tokens on the byte alphabet, and with a
@@ -140,7 +142,8 @@ def train_tokenizer(
     else:
         raise ValueError(f"kind must be one of {_TOKENIZER_KINDS}, got {kind!r}.")
     tok.normalizer = normalizers.Sequence(norm)
-    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    batches = texts.iter_chunks() if hasattr(texts, "iter_chunks") else texts  # a stream: lists of texts
+    tok.train_from_iterator(batches, trainer=trainer, length=len(texts))
     return tok
 
 

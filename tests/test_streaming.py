@@ -1,0 +1,293 @@
+"""DistillationClassifier.fit streaming a TextFiles transfer set: the same student as the in-memory fit, numpy-only
+de-duplication and cache lookup, no list of all texts, clear refusals for students that cannot stream."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_toy_texts
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+import kdtext._neural
+import kdtext.distillation
+from kdtext import BiLSTMClassifier, DistillationClassifier, TextFiles, TransformerClassifier, label_texts
+from kdtext._stream import StreamedTexts, dedup_keys, text_keys
+from kdtext.distillation import _TeacherCache, _text_key, teacher_fingerprint
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+
+CHUNK = 64  # rows per TextFiles chunk: the corpus below is many chunks
+
+
+def tfidf_lr():
+    return make_pipeline(TfidfVectorizer(), LogisticRegression())
+
+
+def bilstm(**kw):
+    params = dict(vocab_size=300, embedding_dim=16, hidden_dim=16, epochs=2, batch_size=16, random_state=0)
+    return BiLSTMClassifier(**{**params, **kw})
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    X, y = make_toy_texts(120, seed=0)
+    return tfidf_lr().fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    texts, labels = make_toy_texts(500, seed=1)
+    # duplicates, within a chunk and across files; 40 of them carry gold labels at their second occurrence
+    return texts + texts[:60][::-1], np.concatenate([np.full(500, -1), labels[:60][::-1]])
+
+
+class CountingFiles(TextFiles):
+    """A TextFiles that records its passes and the largest chunk it gave, and refuses to be listed whole."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.passes = 0
+        self.max_chunk = 0
+
+    def iter_chunks(self):
+        self.passes += 1
+        for chunk in super().iter_chunks():
+            self.max_chunk = max(self.max_chunk, len(chunk))
+            yield chunk
+
+    def __iter__(self):
+        raise AssertionError("the streaming fit iterated the TextFiles text by text (list(X) or the like)")
+
+
+def write_corpus(folder, texts, parts=3) -> str:
+    bounds = np.linspace(0, len(texts), parts + 1).astype(int)
+    for i in range(parts):
+        pd.DataFrame({"text": texts[bounds[i] : bounds[i + 1]]}).to_parquet(folder / f"part-{i}.parquet")
+    return str(folder / "*.parquet")
+
+
+def assert_same_student(a, b):
+    sa, sb = a.student_.model_.state_dict(), b.student_.model_.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+# ----------------------------------------------------------------------------- the same student
+def test_streaming_fit_gives_the_in_memory_student_bit_for_bit(tmp_path, teacher, corpus):
+    texts, y = corpus
+    files = TextFiles(write_corpus(tmp_path, texts), chunk_size=CHUNK)
+    kw = dict(alpha=0.3, random_state=0)  # gold labels take part in the loss and the validation split
+    streamed = DistillationClassifier(teacher, bilstm(), **kw).fit(files, y)
+    in_memory = DistillationClassifier(teacher, bilstm(), **kw).fit(list(files), y)
+    assert streamed.streamed_ is True and in_memory.streamed_ is False
+    assert streamed.n_transfer_ == in_memory.n_transfer_ == 500
+    np.testing.assert_array_equal(np.asarray(streamed.teacher_logits_), np.asarray(in_memory.teacher_logits_))
+    assert streamed.student_.tokenizer_.to_str() == in_memory.student_.tokenizer_.to_str()  # the streamed vocabulary
+    assert_same_student(streamed, in_memory)
+    def untimed(history):
+        return [{k: v for k, v in r.items() if k != "time"} for r in history]
+
+    assert untimed(streamed.history_) == untimed(in_memory.history_) and len(streamed.history_) == 2
+    assert streamed.fidelity_ == in_memory.fidelity_
+    report = streamed.teacher_report_
+    assert report == in_memory.teacher_report_ and report["n_gold"] == 60 and "baseline_cv_accuracy" in report
+    np.testing.assert_array_equal(streamed.predict(texts), in_memory.predict(texts))
+    counting = CountingFiles(files.files, chunk_size=CHUNK)  # predict on files: chunk by chunk, the same outputs
+    np.testing.assert_array_equal(streamed.predict(counting), in_memory.predict(texts))
+    np.testing.assert_allclose(streamed.predict_proba(counting), in_memory.predict_proba(texts), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(streamed.decision_function(counting), in_memory.decision_function(texts), atol=1e-6)
+    assert counting.passes == 3 and counting.max_chunk == CHUNK
+
+
+def test_transformer_student_streams_too(tmp_path, teacher, corpus, tiny_bert_path):
+    texts, _ = corpus
+    files = TextFiles(write_corpus(tmp_path, texts[:200]), chunk_size=CHUNK)
+
+    def student():
+        return TransformerClassifier(tiny_bert_path, epochs=1, batch_size=16, validation_fraction=None,
+                                     random_state=0)
+
+    streamed = DistillationClassifier(teacher, student(), stream=True).fit(files)
+    in_memory = DistillationClassifier(teacher, student()).fit(list(files))
+    assert_same_student(streamed, in_memory)
+
+
+def test_fit_soft_streams_a_textfiles(tmp_path, teacher, corpus):
+    texts, _ = corpus
+    files = CountingFiles(write_corpus(tmp_path, texts), chunk_size=CHUNK)
+    logits = kdtext.distillation.teacher_logits(teacher, texts)
+    a = bilstm().fit_soft(files, logits, classes=[0, 1])
+    b = bilstm().fit_soft(texts, logits, classes=[0, 1])
+    for k, v in a.model_.state_dict().items():
+        assert torch.equal(v, b.model_.state_dict()[k])
+    assert files.max_chunk <= CHUNK
+
+
+# ----------------------------------------------------------------------------- bounded memory
+def test_streaming_fit_never_holds_all_texts(tmp_path, teacher, corpus, monkeypatch):
+    texts, y = corpus
+    files = CountingFiles(write_corpus(tmp_path, texts), chunk_size=CHUNK)
+    largest = []
+
+    def counting(check):
+        def wrapped(X, *args, **kwargs):
+            out = check(X, *args, **kwargs)
+            largest.append(len(out))
+            return out
+        return wrapped
+
+    for module in (kdtext.distillation, kdtext._neural, kdtext.base):
+        monkeypatch.setattr(module, "check_texts", counting(module.check_texts))
+    monkeypatch.setattr(_TeacherCache, "load", lambda self: pytest.fail("the fit read the cache into a dict"))
+    seen = []
+    real_logits = kdtext.distillation.teacher_logits
+
+    def teacher_logits(t, chunk):
+        seen.append(len(chunk))
+        return real_logits(t, chunk)
+
+    monkeypatch.setattr(kdtext.distillation, "teacher_logits", teacher_logits)
+    tokens_before = set(os.listdir(tempfile.gettempdir()))
+    kd = DistillationClassifier(teacher, bilstm(), memory=tmp_path / "cache", chunk_size=50,
+                                random_state=0).fit(files, y)
+    assert kd.n_teacher_calls_ == 500 and sum(seen) == 500 and max(seen) == 50
+    assert files.max_chunk <= CHUNK and max(largest, default=0) <= CHUNK  # predict and friends: one chunk
+    # hash, label the misses, learn the vocabulary, tokenize, predict (fidelity), gold texts of the report
+    assert files.passes == 6
+    leftover = {f for f in set(os.listdir(tempfile.gettempdir())) - tokens_before if f.startswith("kdtext-")}
+    assert not leftover  # the token store and the logits file were unlinked once mapped
+
+
+# ----------------------------------------------------------------------------- numpy de-duplication and lookup
+def test_dedup_keys_matches_a_dict_and_keeps_first_occurrence_order():
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, 256, size=(300, 16), dtype=np.uint8)
+    pool[:50, 8:] = 0  # trailing NUL bytes and shared 8-byte prefixes must not confuse S16 comparisons
+    pool[50:100, :8] = pool[0, :8]
+    rows = pool[rng.integers(0, 300, size=5000)]
+    keys = rows.view("S16").ravel()
+    first, inverse = dedup_keys(keys)
+    position: dict[bytes, int] = {}
+    for r in rows:
+        position.setdefault(r.tobytes(), len(position))
+    expected_first = [next(i for i, r in enumerate(rows) if r.tobytes() == k) for k in position]
+    np.testing.assert_array_equal(first, expected_first)
+    np.testing.assert_array_equal(inverse, [position[r.tobytes()] for r in rows])
+    assert first.dtype == inverse.dtype == np.int64
+    assert [len(a) for a in dedup_keys(np.zeros(0, "S16"))] == [0, 0]
+
+
+def test_text_keys_are_the_cache_keys():
+    texts = ["a", "", "broken \ud800 text", "ё"]
+    keys = text_keys(texts)
+    assert keys.dtype == np.dtype("S16")
+    assert [k.tobytes() for k in keys.view(np.uint8).reshape(-1, 16)] == [_text_key(t) for t in texts]
+
+
+def test_cache_lookup_is_array_based_and_agrees_with_load(tmp_path):
+    cache = _TeacherCache(tmp_path, "fp")
+    rng = np.random.default_rng(1)
+    texts = [f"text {i}" for i in range(1000)]
+    keys = text_keys(texts)
+    logits = rng.standard_normal((1000, 3)).astype(np.float32)
+    cache.store(keys[:400], logits[:400], name="a")
+    cache.store(keys[300:700], logits[300:700] + 1, name="b")  # overlaps "a": the later file wins, as in load()
+    (cache.folder / "c.npz").write_bytes(b"not a zip")
+    wanted = np.concatenate([keys[::-2], text_keys(["never stored"])])  # any order, a miss included
+    out = np.full((len(wanted), 3), np.nan, dtype=np.float32)
+    with pytest.warns(UserWarning, match="damaged"):
+        hit = cache.lookup(wanted, out)
+    with pytest.warns(UserWarning, match="damaged"):
+        table = cache.load()
+    raw = wanted.view(np.uint8).reshape(-1, 16)
+    assert hit.tolist() == [r.tobytes() in table for r in raw]
+    assert hit.sum() == 350 and not hit[-1]
+    np.testing.assert_array_equal(out[hit], np.stack([table[r.tobytes()] for r, h in zip(raw, hit) if h]))
+    index = np.arange(999, 0, -2)  # wanted[:-1] are the keys of these texts
+    assert hit[:-1].tolist() == (index < 700).tolist()
+    np.testing.assert_array_equal(out[:-1][index < 300], logits[index[index < 300]])
+    np.testing.assert_array_equal(out[:-1][(index >= 300) & (index < 700)],
+                                  logits[index[(index >= 300) & (index < 700)]] + 1)
+    assert np.isnan(out[~hit]).all()  # misses untouched
+
+
+# ----------------------------------------------------------------------------- labels from label_texts
+def test_label_texts_first_then_the_streaming_fit_calls_no_teacher(tmp_path, teacher, corpus, monkeypatch):
+    texts, _ = corpus
+    files = TextFiles(write_corpus(tmp_path, texts), chunk_size=CHUNK)
+    label_texts(teacher, texts[:300], out=tmp_path / "labels", shard_size=64)
+    kd = DistillationClassifier(teacher, bilstm(), memory=tmp_path / "labels", random_state=0).fit(files)
+    assert kd.n_teacher_calls_ == 500 - len(set(texts[:300]))  # only the texts label_texts had not seen
+    label_texts(teacher, files, out=tmp_path / "labels", shard_size=64)
+
+    monkeypatch.setattr(kdtext.distillation, "teacher_logits",
+                        lambda *a, **k: pytest.fail("the teacher ran although every label was in memory"))
+    again = DistillationClassifier(teacher, bilstm(), memory=tmp_path / "labels", random_state=0).fit(files)
+    assert again.n_teacher_calls_ == 0
+    np.testing.assert_allclose(np.asarray(again.teacher_logits_), np.asarray(kd.teacher_logits_), atol=1e-6)
+    assert teacher_fingerprint(teacher) in os.listdir(tmp_path / "labels" / "kdtext_teacher_cache")
+
+
+# ----------------------------------------------------------------------------- labels and refusals
+def test_y_with_textfiles_is_checked_without_reading_texts_into_memory(tmp_path, teacher, corpus):
+    texts, y = corpus
+    files = CountingFiles(write_corpus(tmp_path, texts), chunk_size=CHUNK)
+    with pytest.raises(ValueError, match=f"different lengths: {len(texts)} texts but {len(texts) - 1} labels"):
+        DistillationClassifier(teacher, bilstm()).fit(files, y[:-1])
+    with pytest.raises(ValueError, match="teacher does not know"):
+        DistillationClassifier(teacher, bilstm()).fit(files, np.where(y >= 0, 7, -1))
+    assert files.passes == 2  # one hashing pass each, then the error; no teacher, no student
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "e.txt").write_text("", encoding="utf-8")
+    with pytest.raises(ValueError, match="X is empty"):
+        DistillationClassifier(teacher, bilstm(), stream=True).fit(TextFiles(empty / "*.txt"))
+
+
+def test_students_that_cannot_stream_say_so(tmp_path, teacher, corpus, caplog):
+    texts, _ = corpus
+    files = CountingFiles(write_corpus(tmp_path, texts), chunk_size=CHUNK)
+    with pytest.raises(TypeError, match=r"Pipeline on the 'hard' route takes all its texts in memory.*TfidfVectorizer"
+                                        r".*list\(TextFiles\(\.\.\.\)\).*BiLSTMClassifier"):
+        DistillationClassifier(teacher, tfidf_lr(), stream=True).fit(files)
+    with pytest.raises(TypeError, match=r"'hard' route .*target='soft'"):
+        DistillationClassifier(teacher, bilstm(), target="hard", stream=True).fit(files)
+    with pytest.raises(TypeError, match=r"augment=2 .*does not stream.*augment=0"):
+        DistillationClassifier(teacher, bilstm(), augment=2, stream=True).fit(files)
+    with pytest.raises(TypeError, match=r"X is a list: .*only a kdtext.TextFiles"):
+        DistillationClassifier(teacher, bilstm(), stream=True).fit(texts)
+    assert files.passes == 0  # refused before reading anything
+    from kdtext.static import StaticEmbeddingClassifier
+
+    assert not StaticEmbeddingClassifier._streams_transfer_set and BiLSTMClassifier._streams_transfer_set
+    # stream="auto" (the default) falls back to reading the files into memory, and says why in the log
+    with caplog.at_level(logging.INFO, logger="kdtext.distillation"):
+        plain = TextFiles(files.files, chunk_size=CHUNK)
+        kd = DistillationClassifier(teacher, tfidf_lr(), report=False).fit(plain)
+    assert kd.n_transfer_ == 500 and kd.streamed_ is False
+    assert any("read into memory" in r.message and "cannot learn from a stream" in r.message for r in caplog.records)
+
+
+def test_a_changed_source_is_an_error():
+    class Shrinking:
+        def __init__(self):
+            self.calls = 0
+
+        def iter_chunks(self):
+            self.calls += 1
+            yield ["a", "b", "c"][: 4 - self.calls]
+
+    stream = StreamedTexts(Shrinking(), length=3)
+    assert list(stream) == ["a", "b", "c"]
+    with pytest.raises(RuntimeError, match="changed while it was being read"):
+        list(stream)
+    assert list(StreamedTexts(Shrinking(), [0, 2])) == ["a", "c"]
