@@ -27,6 +27,7 @@ import glob
 import hashlib
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -464,14 +465,16 @@ class _TeacherFolder:
         stamp = tuple(os.stat(Path(self.path) / n).st_mtime_ns if (Path(self.path) / n).exists() else 0
                       for n in _SAVED_CONFIGS)  # a teacher saved again into the folder is loaded again
         key = (os.path.abspath(self.path), stamp)
-        if key not in _LOADED_TEACHERS:
-            _LOADED_TEACHERS.clear()  # one teacher per process
-            _LOADED_TEACHERS[key] = load_teacher(self.path)
-            logger.info("loaded the teacher from %s in process %d", self.path, os.getpid())
-        return _LOADED_TEACHERS[key]
+        with _LOADING:  # the threads of one worker share one copy
+            if key not in _LOADED_TEACHERS:
+                _LOADED_TEACHERS.clear()  # one teacher per process
+                _LOADED_TEACHERS[key] = load_teacher(self.path)
+                logger.info("loaded the teacher from %s in process %d", self.path, os.getpid())
+            return _LOADED_TEACHERS[key]
 
 
 _LOADED_TEACHERS: dict = {}
+_LOADING = threading.Lock()
 
 
 def _folder_fingerprint(ref: _TeacherFolder) -> str:
