@@ -434,18 +434,12 @@ def load_teacher(path: str | os.PathLike, *, device: str = "auto") -> Any:
 
     from .exceptions import ModelNotFoundError
 
-    folder = Path(os.path.expanduser(os.fspath(path)))
+    folder = _saved_teacher_folder(path)
     if (folder / "onnx_config.json").is_file():
         from .onnx import OnnxClassifier
 
         return OnnxClassifier.from_pretrained(folder)
     config = folder / "kdtext_config.json"
-    if not config.is_file():
-        what = "does not exist" if not folder.exists() else f"holds neither {' nor '.join(_SAVED_CONFIGS)}"
-        raise ModelNotFoundError(
-            f"The teacher folder {os.fspath(path)!r} {what}. Pass a folder written by a fitted teacher's "
-            "save_pretrained (or export_onnx), or the fitted teacher itself."
-        )
     name = json.loads(config.read_text(encoding="utf-8")).get("estimator")
     import kdtext
 
@@ -453,6 +447,20 @@ def load_teacher(path: str | os.PathLike, *, device: str = "auto") -> Any:
     if cls is None or not hasattr(cls, "from_pretrained"):
         raise ModelNotFoundError(f"{config} names the estimator {name!r}, which kdtext cannot load.")
     return cls.from_pretrained(folder, device=device)
+
+
+def _saved_teacher_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a folder holding a saved teacher's config, or a ModelNotFoundError saying what is missing."""
+    folder = Path(os.path.expanduser(os.fspath(path)))
+    if not any((folder / n).is_file() for n in _SAVED_CONFIGS):
+        from .exceptions import ModelNotFoundError
+
+        what = "does not exist" if not folder.exists() else f"holds neither {' nor '.join(_SAVED_CONFIGS)}"
+        raise ModelNotFoundError(
+            f"The teacher folder {os.fspath(path)!r} {what}. Pass a folder written by a fitted teacher's "
+            "save_pretrained (or export_onnx), or the fitted teacher itself."
+        )
+    return folder
 
 
 @dataclass(frozen=True)
@@ -701,14 +709,11 @@ def label_texts(
 
     t0 = time.perf_counter()
     _check_shard_size(shard_size)
-    by_folder = isinstance(teacher, (str, os.PathLike))
-    if by_folder:
-        if not any((Path(os.path.expanduser(os.fspath(teacher))) / n).is_file() for n in _SAVED_CONFIGS):
-            load_teacher(teacher)  # raises the ModelNotFoundError that says what is missing
-        teacher = _TeacherFolder(os.path.expanduser(os.fspath(teacher)))
-        if client is None:
-            teacher = teacher.load()
-            by_folder = False
+    if isinstance(teacher, (str, os.PathLike)):
+        # in this process: loaded here, for this call only; on Dask: each worker loads (and keeps) its own copy
+        folder_ = _saved_teacher_folder(teacher)
+        teacher = load_teacher(folder_) if client is None else _TeacherFolder(str(folder_))
+    by_folder = isinstance(teacher, _TeacherFolder)
     if not by_folder:
         # the distiller's own check: a classifier with soft outputs, fitted (NotFittedTeacherError with a hint)
         DistillationClassifier._check_teacher(SimpleNamespace(teacher=teacher))

@@ -7,6 +7,7 @@ differ only in how the work is shared.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -59,8 +60,6 @@ def _run(tmp_path, cls, params, *, processes, n=80, setup="", make=None, expect_
 
 
 def _clean_env():
-    import os
-
     # a WORLD_SIZE of this process (or Dask's thread limits) must not leak into the one-process reference
     return {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR",
                                                             "MASTER_PORT")}
