@@ -60,6 +60,10 @@ Rows (``--rows`` a comma-separated subset; default all)
   swaps and n-gram sampling; the real teacher, saved beside its logit cache by ``save_pretrained``, labels the new
   texts, cached in ``robustness-labels-*``).
 
+- ``bilstm_pretrained_twin`` / ``bilstm_distilled_pretrained``: ``BiLSTMClassifier(pretrained=...)`` (the
+  tokenizer and Model2Vec vectors of the teacher's starting checkpoint, MiniLM or the e5 folder) on gold labels /
+  distilled with kdtext's defaults; the gain of the distilled row is over ``bilstm_twin`` (the default BiLSTM).
+
 - ``static_twin``: StaticEmbeddingClassifier (defaults, or ``--static-params JSON``) on gold labels, its
   vectors made from the teacher's starting checkpoint (MiniLM or the e5 folder); ``static_distilled_base``:
   the same student distilled with kdtext's defaults; ``static_distilled_teacher``: with the vectors made from the
@@ -145,6 +149,8 @@ ROWS = [
     "bilstm_distilled_kl_a0",
     "bilstm_distilled_default",
     "bilstm_distilled_aug",
+    "bilstm_pretrained_twin",
+    "bilstm_distilled_pretrained",
     "static_twin",
     "static_distilled_base",
     "static_distilled_teacher",
@@ -164,17 +170,18 @@ TWIN_OF = {
     "bilstm_distilled_kl_a0": "bilstm_twin",
     "bilstm_distilled_default": "bilstm_twin",
     "bilstm_distilled_aug": "bilstm_twin",
+    "bilstm_distilled_pretrained": "bilstm_twin",
     "static_distilled_base": "static_twin",
     "static_distilled_teacher": "static_twin",
 }
 NEEDS_TEACHER = {"teacher", *TWIN_OF}
 # rows that need the teacher's starting checkpoint (MiniLM or the e5 folder) even without a teacher
-NEEDS_BASE_MODEL = {"static_twin", "static_distilled_base"}
+NEEDS_BASE_MODEL = {"static_twin", "static_distilled_base", "bilstm_pretrained_twin", "bilstm_distilled_pretrained"}
 CS = [0.1, 0.3, 1, 3, 10, 30, 100]
 RIDGE_ALPHAS = [0.1, 0.3, 1, 3, 10]
 #: the rows in the summary plot: what a user gets (defaults, the CV variant, Ridge on logits, augmentation)
 PLOT_ROWS = ["lr_distilled_default", "lr_cv", "ridge_distilled_logits", "bilstm_distilled_default",
-             "bilstm_distilled_mse", "bilstm_distilled_aug", "static_distilled_base", "static_distilled_teacher"]
+             "bilstm_distilled_mse", "bilstm_distilled_aug", "bilstm_distilled_pretrained", "static_distilled_base", "static_distilled_teacher"]
 AUGMENT = 4  # Tang et al. variants per transfer text in bilstm_distilled_aug
 RIDGE_GCV_MAX = 10_000  # RidgeCV's leave-one-out eigendecomposes an n x n Gram matrix: bound n
 N_BOOT = 200
@@ -733,6 +740,31 @@ def row_bilstm_distilled_default(ctx: Context) -> dict:
     return out
 
 
+def _bilstm_pretrained(ctx: Context):
+    """BiLSTMClassifier() with its tokenizer and embeddings from the teacher's starting checkpoint."""
+    from kdtext import BiLSTMClassifier
+    from kdtext.teachers import resolve_model_path
+
+    return BiLSTMClassifier(pretrained=resolve_model_path(ctx.base_model), random_state=ctx.seed)
+
+
+def row_bilstm_pretrained_twin(ctx: Context) -> dict:
+    """BiLSTMClassifier(pretrained=starting checkpoint) on gold labels only."""
+    s = ctx.split
+    est = _bilstm_pretrained(ctx)
+    t0 = time.perf_counter()
+    est.fit(s.X_lab, s.y_lab)
+    return {"est": est, "seconds": time.perf_counter() - t0, "params": {"best_epoch": int(est.best_epoch_)}}
+
+
+def row_bilstm_distilled_pretrained(ctx: Context) -> dict:
+    """kdtext's distillation defaults; the BiLSTM starts from the teacher checkpoint's tokenizer and vectors."""
+    out = _fit_kd(ctx, _kd(ctx, _bilstm_pretrained(ctx)))
+    out["params"] = {**_distiller_params(out["est"]), "best_epoch": int(out["est"].student_.best_epoch_),
+                     "pretrained": "base"}
+    return out
+
+
 def real_teacher(ctx: Context):
     """The fitted teacher saved beside the logit cache (fitted teachers before that was saved: refit with --refit)."""
     from kdtext import TransformerClassifier
@@ -1116,7 +1148,8 @@ def summarise(payload: dict) -> tuple[list[int], dict]:
 
 #: the summary's columns: what a user gets, beside the teacher and the twins
 SUMMARY_ROWS = ["teacher", "lr_twin", "lr_distilled_default", "lr_cv", "ridge_distilled_logits", "bilstm_twin",
-                "bilstm_distilled_default", "bilstm_distilled_aug", "static_twin", "static_distilled_base",
+                "bilstm_distilled_default", "bilstm_distilled_aug", "bilstm_pretrained_twin",
+                "bilstm_distilled_pretrained", "static_twin", "static_distilled_base",
                 "static_distilled_teacher"]
 BINARY_METRICS = {"f1_pos"}
 

@@ -24,7 +24,7 @@ import re
 import sys
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -143,6 +143,110 @@ class _WordCache:
             for i, e in zip(whole, tokenizer.encode_batch([texts[i] for i in whole], add_special_tokens=False)):
                 out[i] = e.ids
         return out
+
+
+def encode_pieces(tokenizer, word_cache: "_WordCache | None", texts, max_length: int, pad_id: int) -> list[list[int]]:
+    """Token ids of ``texts`` without special tokens, truncated to ``max_length``; an empty text is ``[pad_id]``."""
+    if not texts:
+        return []
+    n = int(max_length)
+    texts = texts if isinstance(texts, list) else list(texts)
+    if word_cache is not None:
+        seqs = word_cache.encode(tokenizer, texts)
+    else:
+        seqs = [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+    # an empty text becomes one pad token (packing needs length >= 1; the static bag maps it to the zero row)
+    return [s[:n] or [pad_id] for s in seqs]
+
+
+class PieceVectors(NamedTuple):
+    """What :func:`piece_vectors` makes: the model's tokenizer and one static vector per kept piece."""
+
+    tokenizer: Any  # tokenizers.Tokenizer, no padding or truncation
+    pad_id: int
+    vocab_size: int  # size of an id -> row map (the largest id + 1)
+    kept: np.ndarray  # the ids of the kept pieces, ascending
+    vectors: np.ndarray  # float32, shape (len(kept), width)
+    word_cache: "_WordCache | None"
+
+
+def piece_vectors(model, texts, *, max_length: int, pca_dims: int | None, sif_coefficient: float | None,
+                  vocabulary: str = "corpus", device: Any = "cpu", verbose: int = 0,
+                  what: str = "StaticEmbeddingClassifier") -> PieceVectors:
+    """Model2Vec's static vectors of a transformer's vocabulary pieces, counted on ``texts``.
+
+    Every kept piece (with ``vocabulary="corpus"`` those that ``texts`` use)
+    goes through the model's base encoder alone (``[CLS] piece [SEP]``,
+    mean-pooled: Model2Vec's ``create_embeddings``); the vectors are reduced
+    to ``pca_dims`` with Model2Vec's PCA and, unless ``sif_coefficient`` is
+    None, scaled by the SIF weight ``a / (a + p)`` with ``p`` the piece's
+    frequency in ``texts``. Shared by :class:`StaticEmbeddingClassifier` and
+    ``BiLSTMClassifier(pretrained=...)``. Needs ``kdtext[static]``.
+    """
+    from tokenizers import Tokenizer
+    from transformers import AutoModel
+
+    from .teachers import load_tokenizer_and_model, resolve_model_path
+
+    _require_model2vec()  # before the encoder is loaded: a missing extra fails fast
+    path = resolve_model_path(model)
+    hf_tokenizer, encoder = load_tokenizer_and_model(path, AutoModel, verbose=verbose, what=f"{what} model")
+    backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise TypeError(
+            f"{what} needs a fast (tokenizers-backed) tokenizer; {path} has a "
+            f"{type(hf_tokenizer).__name__}. Use a model whose folder holds a tokenizer.json."
+        )
+    tokenizer = Tokenizer.from_str(backend.to_str())
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    # ids can have gaps (a vocabulary file with a repeated piece): size the map by the largest id
+    vocab_size = max(max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1, len(hf_tokenizer))
+    pad = hf_tokenizer.pad_token_id
+    pad_id = 0 if pad is None else int(pad)
+    word_cache = _WordCache.build(tokenizer, texts)
+
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in range(0, len(texts), 4096):
+        seqs = encode_pieces(tokenizer, word_cache, texts[start : start + 4096], max_length, pad_id)
+        ids = np.fromiter((i for s in seqs for i in s), dtype=np.int64)
+        counts += np.bincount(ids, minlength=vocab_size)[:vocab_size]
+    counts[pad_id] = 0  # the stand-in of empty texts, not a piece
+    special = set(hf_tokenizer.all_special_ids)
+    if vocabulary == "full":
+        keep = np.ones(vocab_size, dtype=bool)
+        keep[[i for i in special if counts[i] == 0 and i < vocab_size]] = False
+        keep[pad_id] = False
+    else:
+        keep = counts > 0
+    n_embedded = int(encoder.get_input_embeddings().num_embeddings)
+    if n_embedded < vocab_size:  # tokenizer ids the encoder has no embedding for (added tokens)
+        if keep[n_embedded:].any():
+            logger.warning("%s: %d piece(s) of the tokenizer have ids beyond the %d embeddings of %s; they are "
+                           "left out", what, int(keep[n_embedded:].sum()), n_embedded, path)
+        keep[n_embedded:] = False
+    kept = np.flatnonzero(keep)
+    if len(kept) == 0:
+        raise ValueError(
+            f"The training texts hold no vocabulary pieces of the model's tokenizer (all empty?); "
+            f"{what} needs texts with words."
+        )
+    prefix, suffix = _special_template(tokenizer)
+    with _model2vec_progress(verbose) as inference:
+        vectors = inference.create_embeddings(
+            model=encoder, tokenized=[[*prefix, int(i), *suffix] for i in kept], device=str(device),
+            pad_token_id=pad_id, pooling="mean",
+        )
+        del encoder
+        width = vectors.shape[1]
+        if pca_dims is not None and len(kept) > min(pca_dims, width):
+            vectors = inference.apply_pca(vectors, min(int(pca_dims), width))
+    if sif_coefficient is not None:
+        p = counts[kept] / max(int(counts.sum()), 1)
+        vectors = vectors * (sif_coefficient / (sif_coefficient + p))[:, None]
+    vectors = np.asarray(vectors, dtype=np.float32)
+    logger.info("%s: %d pieces of %s, %d dimensions", what, len(kept), path, vectors.shape[1])
+    return PieceVectors(tokenizer, pad_id, vocab_size, kept, vectors, word_cache)
 
 
 class StaticEmbeddingModule(torch.nn.Module):
@@ -436,72 +540,19 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
 
     # ---------------------------------------------------------------- hooks
     def _init_model(self, texts, n_classes):
-        from tokenizers import Tokenizer
-        from transformers import AutoModel
-
-        from .teachers import load_tokenizer_and_model, resolve_model_path
-
-        _require_model2vec()  # before the encoder is loaded: a missing extra fails fast
-        path = resolve_model_path(self.model)
-        hf_tokenizer, encoder = load_tokenizer_and_model(path, AutoModel, verbose=self.verbose,
-                                                         what="StaticEmbeddingClassifier model")
-        backend = getattr(hf_tokenizer, "backend_tokenizer", None)
-        if backend is None:
-            raise TypeError(
-                f"StaticEmbeddingClassifier needs a fast (tokenizers-backed) tokenizer; {path} has a "
-                f"{type(hf_tokenizer).__name__}. Use a model whose folder holds a tokenizer.json."
-            )
-        self.tokenizer_ = Tokenizer.from_str(backend.to_str())
-        self.tokenizer_.no_padding()
-        self.tokenizer_.no_truncation()
-        # ids can have gaps (a vocabulary file with a repeated piece): size the map by the largest id
-        vocab_size = max(max(self.tokenizer_.get_vocab(with_added_tokens=True).values()) + 1, len(hf_tokenizer))
-        pad = hf_tokenizer.pad_token_id
-        self._pad_id = 0 if pad is None else int(pad)
-        self._word_cache = _WordCache.build(self.tokenizer_, texts)
-
-        counts = np.zeros(vocab_size, dtype=np.int64)
-        for start in range(0, len(texts), 4096):
-            ids = np.fromiter((i for s in self._encode(texts[start : start + 4096]) for i in s), dtype=np.int64)
-            counts += np.bincount(ids, minlength=vocab_size)[:vocab_size]
-        counts[self._pad_id] = 0  # the stand-in of empty texts, not a piece
-        special = set(hf_tokenizer.all_special_ids)
-        if self.vocabulary == "full":
-            keep = np.ones(vocab_size, dtype=bool)
-            keep[[i for i in special if counts[i] == 0 and i < vocab_size]] = False
-            keep[self._pad_id] = False
-        else:
-            keep = counts > 0
-        n_embedded = int(encoder.get_input_embeddings().num_embeddings)
-        if n_embedded < vocab_size:  # tokenizer ids the encoder has no embedding for (added tokens)
-            if keep[n_embedded:].any():
-                logger.warning("StaticEmbeddingClassifier: %d piece(s) of the tokenizer have ids beyond the %d "
-                               "embeddings of %s; they are left out", int(keep[n_embedded:].sum()), n_embedded, path)
-            keep[n_embedded:] = False
-        kept = np.flatnonzero(keep)
-        if len(kept) == 0:
-            raise ValueError(
-                "The training texts hold no vocabulary pieces of the model's tokenizer (all empty?); "
-                "StaticEmbeddingClassifier needs texts with words."
-            )
-        prefix, suffix = _special_template(self.tokenizer_)
-        with _model2vec_progress(self.verbose) as inference:
-            vectors = inference.create_embeddings(
-                model=encoder, tokenized=[[*prefix, int(i), *suffix] for i in kept], device=str(self.device_),
-                pad_token_id=self._pad_id, pooling="mean",
-            )
-            del encoder
-            width = vectors.shape[1]
-            if self.pca_dims is not None and len(kept) > min(self.pca_dims, width):
-                vectors = inference.apply_pca(vectors, min(int(self.pca_dims), width))
-        if self.sif_coefficient is not None:
-            p = counts[kept] / max(int(counts.sum()), 1)
-            vectors = vectors * (self.sif_coefficient / (self.sif_coefficient + p))[:, None]
-        vectors = np.asarray(vectors, dtype=np.float32)
+        pieces = piece_vectors(
+            self.model, texts, max_length=self.max_length, pca_dims=self.pca_dims,
+            sif_coefficient=self.sif_coefficient, vocabulary=self.vocabulary, device=self.device_,
+            verbose=self.verbose, what="StaticEmbeddingClassifier",
+        )
+        self.tokenizer_ = pieces.tokenizer
+        self._pad_id = pieces.pad_id
+        self._word_cache = pieces.word_cache
+        kept, vectors = pieces.kept, pieces.vectors
         self.n_pieces_ = int(len(kept))
         self.model_ = StaticEmbeddingModule(
-            vocab_size=vocab_size, n_rows=len(kept) + 1, embedding_dim=vectors.shape[1], hidden_dim=self.hidden_dim,
-            n_classes=n_classes, dropout=self.dropout, normalize=self.normalize,
+            vocab_size=pieces.vocab_size, n_rows=len(kept) + 1, embedding_dim=vectors.shape[1],
+            hidden_dim=self.hidden_dim, n_classes=n_classes, dropout=self.dropout, normalize=self.normalize,
         )
         with torch.no_grad():
             self.model_.embedding.weight[1:] = torch.from_numpy(vectors)
@@ -509,23 +560,13 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
             self.model_.id_map[torch.from_numpy(kept)] = torch.arange(1, len(kept) + 1)
         if self.freeze_embeddings:
             self.model_.embedding.weight.requires_grad_(False)
-        logger.info("StaticEmbeddingClassifier: %d pieces of %s, %d dimensions", len(kept), path, vectors.shape[1])
 
     # fitted state without a trailing underscore (set by _init_model / _load_model)
     _private_fitted_attributes = NeuralTextClassifier._private_fitted_attributes + ("_word_cache",)
 
     def _encode(self, texts):
-        if not texts:
-            return []
-        n = int(self.max_length)
-        pad = self._pad_id
-        cache = getattr(self, "_word_cache", None)
-        if cache is not None:
-            seqs = cache.encode(self.tokenizer_, texts)
-        else:
-            seqs = [e.ids for e in self.tokenizer_.encode_batch(texts, add_special_tokens=False)]
-        # an empty text becomes one pad token, which maps to the zero row: the head's bias decides
-        return [s[:n] or [pad] for s in seqs]
+        return encode_pieces(self.tokenizer_, getattr(self, "_word_cache", None), texts, self.max_length,
+                             self._pad_id)
 
     def _chunk_logits(self, seqs, batch_size):
         """As the base class, without padding: each batch's ids go through the table as one flat bag."""

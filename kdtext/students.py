@@ -196,6 +196,11 @@ class BiLSTMModule(torch.nn.Module):
         real (non-pad) positions. ``"max_mean"``: both, concatenated.
     padding_idx : int or None, default=None
         Embedding row of the pad token (kept at zero).
+    n_rows : int or None, default=None
+        With pretrained vectors of a teacher's vocabulary: the embedding has
+        ``n_rows`` rows and a buffer ``id_map`` (of ``vocab_size`` entries)
+        maps each token id to its row; row 0 (zero, not trained) stands for
+        pieces without a row. None: one row per token id.
     """
 
     def __init__(
@@ -208,6 +213,7 @@ class BiLSTMModule(torch.nn.Module):
         dropout: float = 0.2,
         pooling: str = "max_mean",
         padding_idx: int | None = None,
+        n_rows: int | None = None,
     ):
         super().__init__()
         if pooling not in _POOLINGS:
@@ -222,8 +228,14 @@ class BiLSTMModule(torch.nn.Module):
             pooling=pooling,
             padding_idx=padding_idx,
         )
+        if n_rows is not None:  # written only when used: folders saved before it load unchanged
+            self.config["n_rows"] = int(n_rows)
+            self.register_buffer("id_map", torch.zeros(vocab_size, dtype=torch.long))
+            self.embedding = torch.nn.Embedding(n_rows, embedding_dim, padding_idx=0)
+        else:
+            self.id_map = None
+            self.embedding = torch.nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         self.pooling = pooling
-        self.embedding = torch.nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         self.dropout = torch.nn.Dropout(dropout)
         self.lstm = torch.nn.LSTM(
             embedding_dim,
@@ -240,7 +252,7 @@ class BiLSTMModule(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-        emb = self.dropout(self.embedding(input_ids))
+        emb = self.dropout(self.embed(input_ids))
         packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
         if emb.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not _cpu_has_bf16_lstm():
             # oneDNN has no bf16 LSTM on CPUs without bf16 instructions: the LSTM runs in fp32, the rest in bf16
@@ -253,6 +265,10 @@ class BiLSTMModule(torch.nn.Module):
             return self.head(torch.cat([h_n[-2], h_n[-1]], dim=1))
         out, _ = pad_packed_sequence(out, batch_first=True)  # (batch, longest, 2 * hidden)
         return self.head(self.pool(out, lengths))
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The embedding vectors of ``input_ids`` (through ``id_map`` when the rows are a teacher's pieces)."""
+        return self.embedding(input_ids if self.id_map is None else self.id_map[input_ids])
 
     def pool(self, out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Max and/or mean of the LSTM outputs ``out`` (batch, time, 2 * hidden) over the real positions."""
@@ -297,7 +313,7 @@ class _ExportableBiLSTM(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         m = self.module
-        x = m.embedding(input_ids)
+        x = m.embed(input_ids)
         steps = torch.arange(x.shape[1], device=x.device)[None, :]
         last = (lengths.to(x.device) - 1)[:, None]
         reverse = torch.where(steps <= last, last - steps, steps)[:, :, None]
@@ -364,6 +380,21 @@ class BiLSTMClassifier(NeuralTextClassifier):
         Not written by :meth:`save_pretrained` (the trained rows are).
     freeze_embeddings : bool, default=False
         Keep the embedding matrix fixed during training.
+    pretrained : str, path-like or None, default=None
+        A transformer folder (e.g. a fitted teacher's ``save_pretrained``
+        output, or the checkpoint it was fine-tuned from) or hub id whose
+        vocabulary and static vectors start the student, as Tang et al.
+        started theirs from word2vec: the student uses the model's own fast
+        tokenizer (no vocabulary is learnt; ``vocab_size``, ``min_frequency``
+        and ``lowercase`` are then unused) and an embedding row for each piece
+        the training texts use, initialised with the piece's Model2Vec vector
+        (the piece alone through the encoder, mean-pooled, as
+        :class:`~kdtext.StaticEmbeddingClassifier` builds them), reduced by
+        PCA to ``embedding_dim`` and scaled to unit standard deviation.
+        Pieces first seen at prediction get a zero vector. Needs
+        ``pip install "kdtext[static]"`` to fit. None: a vocabulary learnt
+        from the training texts, embeddings from scratch. See Notes for
+        what it measured.
     max_length : int, default=128
         Texts are truncated to this many tokens.
     batch_size : int, default=32
@@ -429,7 +460,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
     n_classes_ : int
         Number of classes.
     tokenizer_ : tokenizers.Tokenizer
-        The learnt (or copied) tokenizer.
+        The learnt (or copied) tokenizer; with ``pretrained``, the model's.
     model_ : BiLSTMModule
         The trained torch module.
     device_ : torch.device
@@ -480,6 +511,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
         "pooling": [StrOptions(set(_POOLINGS))],
         "embeddings": ["array-like", None],
         "freeze_embeddings": ["boolean"],
+        "pretrained": [str, os.PathLike, None],
     }
 
     def __init__(
@@ -496,6 +528,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
         pooling: str = "max_mean",
         embeddings: Any = None,
         freeze_embeddings: bool = False,
+        pretrained: str | os.PathLike | None = None,
         max_length: int = 128,
         batch_size: int = 32,
         epochs: int = 10,
@@ -523,6 +556,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
         self.pooling = pooling
         self.embeddings = embeddings
         self.freeze_embeddings = freeze_embeddings
+        self.pretrained = pretrained
         self.max_length = max_length
         self.batch_size = batch_size
         self.epochs = epochs
@@ -539,8 +573,21 @@ class BiLSTMClassifier(NeuralTextClassifier):
         self.random_state = random_state
         self.verbose = verbose
 
+    @property
+    def _streams_transfer_set(self) -> bool:
+        # pretrained vectors are counted over a list of texts (slices, strides); a learnt vocabulary streams
+        return self.pretrained is None
+
+    # fitted state without a trailing underscore (set by _init_model / _load_model)
+    _private_fitted_attributes = NeuralTextClassifier._private_fitted_attributes + ("_word_cache",)
+
     # ---------------------------------------------------------------- hooks
     def _init_model(self, texts, n_classes):
+        self._word_cache = None
+        if self.pretrained is not None:
+            self.__dict__.pop("_resumed_tokenizer", None)  # the model's tokenizer is the same on a resume
+            self._init_pretrained(texts, n_classes)
+            return
         resumed = self.__dict__.pop("_resumed_tokenizer", None)
         if resumed is not None:  # resuming from a checkpoint: its vocabulary, not a newly learnt one
             self.tokenizer_ = resumed
@@ -595,6 +642,53 @@ class BiLSTMClassifier(NeuralTextClassifier):
         if self.freeze_embeddings:
             self.model_.embedding.weight.requires_grad_(False)
 
+    def _init_pretrained(self, texts, n_classes):
+        from .static import piece_vectors
+
+        if not isinstance(self.tokenizer, str) or self.tokenizer != "bpe" or self.embeddings is not None:
+            raise ValueError(
+                f"pretrained={self.pretrained!r} brings its own tokenizer and vectors, so tokenizer= and "
+                f"embeddings= must keep their defaults (got tokenizer={self.tokenizer!r}, embeddings "
+                f"{'given' if self.embeddings is not None else 'None'}). Pass either pretrained= or "
+                f"tokenizer= (with embeddings=), not both."
+            )
+        dim = int(self.embedding_dim)
+        pieces = piece_vectors(self.pretrained, texts, max_length=self.max_length, pca_dims=dim,
+                               sif_coefficient=None, device=self.device_, verbose=self.verbose,
+                               what="BiLSTMClassifier(pretrained=...)")
+        vectors = pieces.vectors
+        if vectors.shape[1] != dim:  # too few pieces for Model2Vec's PCA, or a model narrower than dim
+            if vectors.shape[1] < dim and len(pieces.kept) > vectors.shape[1]:
+                raise ValueError(
+                    f"embedding_dim={dim} is wider than the {vectors.shape[1]}-dimensional vectors of "
+                    f"pretrained={self.pretrained!r}; set embedding_dim <= {vectors.shape[1]}."
+                )
+            centered = vectors - vectors.mean(axis=0)
+            basis = np.linalg.svd(centered, full_matrices=False)[2][:dim]
+            vectors = np.zeros((len(vectors), dim), np.float32)
+            vectors[:, : len(basis)] = centered @ basis.T
+        std = float(vectors.std())
+        vectors = vectors / std if std > 0 else vectors
+        self.tokenizer_ = pieces.tokenizer
+        self._pad_id = pieces.pad_id
+        self._word_cache = pieces.word_cache
+        self.model_ = BiLSTMModule(
+            vocab_size=pieces.vocab_size,
+            embedding_dim=dim,
+            hidden_dim=self.hidden_dim,
+            n_classes=n_classes,
+            num_layers=self.num_layers,
+            dropout=self.dropout,
+            pooling=self.pooling,
+            n_rows=len(pieces.kept) + 1,
+        )
+        with torch.no_grad():
+            self.model_.embedding.weight[1:] = torch.from_numpy(np.ascontiguousarray(vectors, np.float32))
+            self.model_.embedding.weight[0] = 0.0
+            self.model_.id_map[torch.from_numpy(pieces.kept)] = torch.arange(1, len(pieces.kept) + 1)
+        if self.freeze_embeddings:
+            self.model_.embedding.weight.requires_grad_(False)
+
     def _checkpoint_extra(self) -> dict:
         # the learnt vocabulary: WordPiece training is not reproducible, so a resumed fit reuses it
         return {"tokenizer": self.tokenizer_.to_str()}
@@ -606,6 +700,11 @@ class BiLSTMClassifier(NeuralTextClassifier):
     def _encode(self, texts):
         if not texts:
             return []
+        cache = getattr(self, "_word_cache", None)
+        if cache is not None:  # pretrained: each distinct word of the teacher's tokenizer encoded once
+            from .static import encode_pieces
+
+            return encode_pieces(self.tokenizer_, cache, texts, self.max_length, self._pad_id)
         n = self.max_length
         pad = self._pad_id
         # an empty (or all-whitespace) text becomes one pad token: packing needs length >= 1

@@ -66,6 +66,15 @@ def _bilstm(paths):
     )
 
 
+def _bilstm_pretrained(paths):
+    from kdtext import BiLSTMClassifier
+
+    return BiLSTMClassifier(
+        pretrained=paths["tiny_bert"], embedding_dim=8, hidden_dim=8, epochs=4, batch_size=8, learning_rate=1e-2,
+        validation_fraction=None, random_state=0,
+    )
+
+
 def _static(paths):
     from kdtext import StaticEmbeddingClassifier
 
@@ -123,6 +132,7 @@ _DISTILLER = {"single_class_is_error": False}
 ESTIMATORS = {
     "TransformerClassifier": (_transformer, {"epochs": [1, 2]}, {}),
     "BiLSTMClassifier": (_bilstm, {"hidden_dim": [8, 16]}, {}),
+    "BiLSTMClassifier[pretrained]": (_bilstm_pretrained, {"hidden_dim": [4, 8]}, {}),
     "StaticEmbeddingClassifier": (_static, {"hidden_dim": [0, 8]}, {}),
     "DistillationClassifier[static]": (_distill_static, {"loss": ["kl", "mse"]}, _DISTILLER),
     "DistillationClassifier[bilstm]": (_distill_bilstm, {"temperature": [1.0, 4.0]}, _DISTILLER),
