@@ -63,6 +63,7 @@ Rows (``--rows`` a comma-separated subset; default all)
 - ``bilstm_pretrained_twin`` / ``bilstm_distilled_pretrained``: ``BiLSTMClassifier(pretrained=...)`` (the
   tokenizer and Model2Vec vectors of the teacher's starting checkpoint, MiniLM or the e5 folder) on gold labels /
   distilled with kdtext's defaults; the gain of the distilled row is over ``bilstm_twin`` (the default BiLSTM).
+  ``bilstm_distilled_pretrained_d256``: the same with ``embedding_dim=256``.
 
 - ``static_twin``: StaticEmbeddingClassifier (defaults, or ``--static-params JSON``) on gold labels, its
   vectors made from the teacher's starting checkpoint (MiniLM or the e5 folder); ``static_distilled_base``:
@@ -151,6 +152,7 @@ ROWS = [
     "bilstm_distilled_aug",
     "bilstm_pretrained_twin",
     "bilstm_distilled_pretrained",
+    "bilstm_distilled_pretrained_d256",
     "static_twin",
     "static_distilled_base",
     "static_distilled_teacher",
@@ -171,12 +173,14 @@ TWIN_OF = {
     "bilstm_distilled_default": "bilstm_twin",
     "bilstm_distilled_aug": "bilstm_twin",
     "bilstm_distilled_pretrained": "bilstm_twin",
+    "bilstm_distilled_pretrained_d256": "bilstm_twin",
     "static_distilled_base": "static_twin",
     "static_distilled_teacher": "static_twin",
 }
 NEEDS_TEACHER = {"teacher", *TWIN_OF}
 # rows that need the teacher's starting checkpoint (MiniLM or the e5 folder) even without a teacher
-NEEDS_BASE_MODEL = {"static_twin", "static_distilled_base", "bilstm_pretrained_twin", "bilstm_distilled_pretrained"}
+NEEDS_BASE_MODEL = {"static_twin", "static_distilled_base", "bilstm_pretrained_twin", "bilstm_distilled_pretrained",
+                    "bilstm_distilled_pretrained_d256"}
 CS = [0.1, 0.3, 1, 3, 10, 30, 100]
 RIDGE_ALPHAS = [0.1, 0.3, 1, 3, 10]
 #: the rows in the summary plot: what a user gets (defaults, the CV variant, Ridge on logits, augmentation)
@@ -740,12 +744,12 @@ def row_bilstm_distilled_default(ctx: Context) -> dict:
     return out
 
 
-def _bilstm_pretrained(ctx: Context):
+def _bilstm_pretrained(ctx: Context, **params):
     """BiLSTMClassifier() with its tokenizer and embeddings from the teacher's starting checkpoint."""
     from kdtext import BiLSTMClassifier
     from kdtext.teachers import resolve_model_path
 
-    return BiLSTMClassifier(pretrained=resolve_model_path(ctx.base_model), random_state=ctx.seed)
+    return BiLSTMClassifier(pretrained=resolve_model_path(ctx.base_model), random_state=ctx.seed, **params)
 
 
 def row_bilstm_pretrained_twin(ctx: Context) -> dict:
@@ -762,6 +766,14 @@ def row_bilstm_distilled_pretrained(ctx: Context) -> dict:
     out = _fit_kd(ctx, _kd(ctx, _bilstm_pretrained(ctx)))
     out["params"] = {**_distiller_params(out["est"]), "best_epoch": int(out["est"].student_.best_epoch_),
                      "pretrained": "base"}
+    return out
+
+
+def row_bilstm_distilled_pretrained_d256(ctx: Context) -> dict:
+    """The same with 256-wide embeddings (PCA to 256 instead of 128)."""
+    out = _fit_kd(ctx, _kd(ctx, _bilstm_pretrained(ctx, embedding_dim=256)))
+    out["params"] = {**_distiller_params(out["est"]), "best_epoch": int(out["est"].student_.best_epoch_),
+                     "pretrained": "base", "embedding_dim": 256}
     return out
 
 

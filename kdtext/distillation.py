@@ -207,6 +207,49 @@ def _memory_location(memory: Any) -> str | None:
     return os.fspath(location)
 
 
+def _teacher_checkpoint(teacher) -> str | None:
+    """The model folder or hub id a fitted ``TransformerClassifier`` teacher was fine-tuned from; else None."""
+    from .teachers import TransformerClassifier, resolve_model_path
+
+    if not isinstance(teacher, TransformerClassifier):
+        return None
+    try:
+        return resolve_model_path(teacher.model)
+    except Exception as exc:  # e.g. a folder of another machine, for a teacher loaded with from_pretrained
+        logger.warning("the teacher's checkpoint %r cannot be used here (%s)", teacher.model, exc)
+        return None
+
+
+def _bind_pretrained(student, teacher):
+    """Resolve a student's ``pretrained="auto"`` to the teacher's checkpoint (or None); the student is a clone.
+
+    A student with a ``pretrained`` parameter (:class:`~kdtext.BiLSTMClassifier`)
+    set to ``"auto"`` starts from the tokenizer and static vectors of the
+    checkpoint the teacher was fine-tuned from, when the teacher is a
+    :class:`~kdtext.TransformerClassifier` and ``kdtext[static]`` is
+    installed; otherwise it learns its own vocabulary (with a warning when
+    only the extra is missing).
+    """
+    params = student.get_params(deep=False) if hasattr(student, "get_params") else {}
+    if not isinstance(params.get("pretrained"), str) or params["pretrained"] != "auto":
+        return student
+    checkpoint = _teacher_checkpoint(teacher)
+    if checkpoint is not None:
+        try:
+            import model2vec.distill.inference  # noqa: F401
+        except ImportError:
+            warnings.warn(
+                f"{type(student).__name__}(pretrained='auto') would start from the teacher's vocabulary and "
+                "vectors, which needs model2vec: pip install \"kdtext[static]\". It learns its own vocabulary "
+                "instead (set pretrained=None to silence this).",
+                UserWarning,
+                stacklevel=3,
+            )
+            checkpoint = None
+    logger.info("%s: pretrained='auto' -> %r", type(student).__name__, checkpoint)
+    return student.set_params(pretrained=checkpoint)
+
+
 def _student_gives(kind: str):
     """available_if check: whether the fitted student route offers ``kind``."""
 
@@ -784,7 +827,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         student = target = hidden = None
         streaming = False
         if self.stream is True or (self.stream == "auto" and _is_text_files(X)):
-            student = clone(self.student)
+            student = _bind_pretrained(clone(self.student), teacher)
             target = self._resolve_target(student)
             hidden = self._hidden_target(teacher, student, target)
             streaming = self._streaming(X, student, target)
@@ -798,7 +841,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
             texts = check_texts(X)  # any iterable of str, generators included
             y_idx = self._split_labels(y, len(texts), classes)
             if student is None:
-                student = clone(self.student)
+                student = _bind_pretrained(clone(self.student), teacher)
                 target = self._resolve_target(student)
                 hidden = self._hidden_target(teacher, student, target)
 

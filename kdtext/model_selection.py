@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 from .base import TextInputMixin, check_score_labels, check_texts, is_soft_target_student
 from .distillation import (
     DistillationClassifier,
+    _bind_pretrained,
     _check_partly_labeled_scoring,
     _SharesTeacherMixin,
     _sample_weight_key,
@@ -464,6 +465,8 @@ class DistillationClassifierCV(_SharesTeacherMixin, MetaEstimatorMixin, Classifi
         probe = self._distiller(None, seed)
         probe._validate_params()
         teacher, classes = probe._check_teacher()
+        # the twin is the same student as the distilled candidates get (pretrained="auto" bound to the teacher)
+        twin_student = _bind_pretrained(clone(self.student), teacher)
         texts = check_texts(X)
         if y is None:
             raise ValueError(
@@ -537,7 +540,7 @@ class DistillationClassifierCV(_SharesTeacherMixin, MetaEstimatorMixin, Classifi
             # the teacher report (a TF-IDF + LR cross-validation) is for the final refit, not every fold
             estimators = [None if _TWIN in p else clone(base_kd).set_params(**{"report": False, **p}) for p in names]
             tasks = [
-                delayed(_fit_and_score)(self.student, fold["gold_X"], fold["gold_y"], fold["test_X"], fold["test_y"],
+                delayed(_fit_and_score)(twin_student, fold["gold_X"], fold["gold_y"], fold["test_X"], fold["test_y"],
                                         scorer, True)
                 if est is None
                 else delayed(_fit_and_score)(est, fold["train_X"], fold["train_y"], fold["test_X"], fold["test_y"],
@@ -572,7 +575,7 @@ class DistillationClassifierCV(_SharesTeacherMixin, MetaEstimatorMixin, Classifi
             if self.refit:
                 t0 = time.perf_counter()
                 if estimators[best_index] is None:
-                    best_estimator = _fit_twin(self.student, [texts[i] for i in labeled], classes[y_idx[labeled]])
+                    best_estimator = _fit_twin(twin_student, [texts[i] for i in labeled], classes[y_idx[labeled]])
                 else:
                     best_estimator = clone(estimators[best_index])
                     best_estimator.set_params(report=names[best_index].get("report", base_kd.report))

@@ -171,6 +171,10 @@ def _pad_id(tokenizer: Tokenizer) -> int | None:
 
 
 @functools.lru_cache(maxsize=1)
+def _is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value == "auto"
+
+
 def _cpu_has_bf16_lstm() -> bool:
     """Whether oneDNN can run a bf16 LSTM on this CPU (it needs AVX512-BF16 / AMX-class instructions)."""
     try:
@@ -511,7 +515,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
         "pooling": [StrOptions(set(_POOLINGS))],
         "embeddings": ["array-like", None],
         "freeze_embeddings": ["boolean"],
-        "pretrained": [str, os.PathLike, None],
+        "pretrained": [StrOptions({"auto"}), str, os.PathLike, None],
     }
 
     def __init__(
@@ -576,7 +580,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
     @property
     def _streams_transfer_set(self) -> bool:
         # pretrained vectors are counted over a list of texts (slices, strides); a learnt vocabulary streams
-        return self.pretrained is None
+        return self.pretrained is None or _is_auto(self.pretrained)
 
     # fitted state without a trailing underscore (set by _init_model / _load_model)
     _private_fitted_attributes = NeuralTextClassifier._private_fitted_attributes + ("_word_cache",)
@@ -584,7 +588,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
     # ---------------------------------------------------------------- hooks
     def _init_model(self, texts, n_classes):
         self._word_cache = None
-        if self.pretrained is not None:
+        if self.pretrained is not None and not _is_auto(self.pretrained):
             self.__dict__.pop("_resumed_tokenizer", None)  # the model's tokenizer is the same on a resume
             self._init_pretrained(texts, n_classes)
             return

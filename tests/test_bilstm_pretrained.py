@@ -148,3 +148,58 @@ def test_distillation_fits_it_on_the_whole_transfer_set(tiny_bert_path, toy):
     assert kd.student_.model_.id_map.count_nonzero() > 0
     assert kd.fidelity_ >= 0.9
     assert kd.streamed_ is False
+
+
+# ----------------------------------------------------------------------------- pretrained="auto"
+@pytest.fixture(scope="module")
+def transformer_teacher(tiny_bert_path, toy):
+    from kdtext import TransformerClassifier
+
+    X, y = toy
+    return TransformerClassifier(tiny_bert_path, epochs=1, batch_size=16, validation_fraction=None,
+                                 random_state=0).fit(X, y)
+
+
+def _unlabeled(X, y, n=40):
+    return X + make_toy_texts(n, seed=5)[0], np.r_[y, -np.ones(n, int)]
+
+
+def test_auto_alone_learns_its_own_vocabulary(toy):
+    X, y = toy
+    kw = {**FAST, "epochs": 2}
+    auto = BiLSTMClassifier(pretrained="auto", vocab_size=300, **kw).fit(X, y)
+    plain = BiLSTMClassifier(vocab_size=300, **kw).fit(X, y)
+    assert auto.model_.id_map is None
+    np.testing.assert_array_equal(auto.predict_logits(X), plain.predict_logits(X))
+
+
+def test_auto_in_distillation_starts_from_the_teachers_checkpoint(transformer_teacher, tiny_bert_path, toy):
+    kd = DistillationClassifier(transformer_teacher, BiLSTMClassifier(pretrained="auto", **FAST), random_state=0)
+    kd.fit(*_unlabeled(*toy))
+    assert kd.student_.pretrained == tiny_bert_path
+    assert kd.student.pretrained == "auto"  # the parameter itself is left as given
+    assert kd.student_.model_.id_map is not None
+
+
+def test_auto_with_a_scikit_learn_teacher_learns_its_own_vocabulary(toy):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    X, y = toy
+    teacher = make_pipeline(TfidfVectorizer(), LogisticRegression(C=10)).fit(X, y)
+    kd = DistillationClassifier(teacher, BiLSTMClassifier(pretrained="auto", vocab_size=300, **FAST),
+                                random_state=0).fit(*_unlabeled(X, y))
+    assert kd.student_.pretrained is None and kd.student_.model_.id_map is None
+
+
+def test_auto_without_model2vec_warns_and_learns_its_own_vocabulary(transformer_teacher, toy, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "model2vec.distill", None)
+    monkeypatch.setitem(sys.modules, "model2vec.distill.inference", None)
+    kd = DistillationClassifier(transformer_teacher, BiLSTMClassifier(pretrained="auto", vocab_size=300, **FAST),
+                                random_state=0)
+    with pytest.warns(UserWarning, match=r"kdtext\[static\]"):
+        kd.fit(*_unlabeled(*toy))
+    assert kd.student_.pretrained is None
