@@ -56,14 +56,18 @@ Rows (``--rows`` a comma-separated subset; default all)
 - ``bilstm_distilled_mse``: DistillationClassifier(teacher, BiLSTMClassifier(random_state=seed), loss="mse",
   alpha=0.0); ``bilstm_distilled_kl``: loss="kl", alpha=0.5, temperature=2.0; ``bilstm_distilled_mse_a05`` and
   ``bilstm_distilled_kl_a0``: the other two corners of loss x alpha; ``bilstm_distilled_default``:
-  kdtext's distillation defaults (since issue 9: kl, T=2, alpha=0, i.e. the settings of ``bilstm_distilled_kl_a0``); ``bilstm_distilled_aug``: the mse row with ``augment=4`` (Tang et al.'s masking,
+  kdtext's distillation defaults (since issue 9: kl, T=2, alpha=0, i.e. the settings of ``bilstm_distilled_kl_a0``;
+  the student: see ``bilstm_distilled_pretrained`` below); ``bilstm_distilled_aug``: the mse row with ``augment=4`` (Tang et al.'s masking,
   swaps and n-gram sampling; the real teacher, saved beside its logit cache by ``save_pretrained``, labels the new
   texts, cached in ``robustness-labels-*``).
 
 - ``bilstm_pretrained_twin`` / ``bilstm_distilled_pretrained``: ``BiLSTMClassifier(pretrained=...)`` (the
   tokenizer and Model2Vec vectors of the teacher's starting checkpoint, MiniLM or the e5 folder) on gold labels /
   distilled with kdtext's defaults; the gain of the distilled row is over ``bilstm_twin`` (the default BiLSTM).
-  ``bilstm_distilled_pretrained_d256``: the same with ``embedding_dim=256``.
+  ``bilstm_distilled_pretrained_d256``: the same with ``embedding_dim=256``; ``bilstm_distilled_pretrained_mse``:
+  with ``loss="mse"``. Since ``BiLSTMClassifier(pretrained="auto")`` became the default, ``bilstm_distilled_default``
+  is the ``bilstm_distilled_pretrained`` student (what "auto" resolves to with a TransformerClassifier teacher);
+  ``bilstm_twin`` stays the BiLSTM alone, whose "auto" learns its own vocabulary.
 
 - ``static_twin``: StaticEmbeddingClassifier (defaults, or ``--static-params JSON``) on gold labels, its
   vectors made from the teacher's starting checkpoint (MiniLM or the e5 folder); ``static_distilled_base``:
@@ -153,6 +157,7 @@ ROWS = [
     "bilstm_pretrained_twin",
     "bilstm_distilled_pretrained",
     "bilstm_distilled_pretrained_d256",
+    "bilstm_distilled_pretrained_mse",
     "static_twin",
     "static_distilled_base",
     "static_distilled_teacher",
@@ -174,13 +179,14 @@ TWIN_OF = {
     "bilstm_distilled_aug": "bilstm_twin",
     "bilstm_distilled_pretrained": "bilstm_twin",
     "bilstm_distilled_pretrained_d256": "bilstm_twin",
+    "bilstm_distilled_pretrained_mse": "bilstm_twin",
     "static_distilled_base": "static_twin",
     "static_distilled_teacher": "static_twin",
 }
 NEEDS_TEACHER = {"teacher", *TWIN_OF}
 # rows that need the teacher's starting checkpoint (MiniLM or the e5 folder) even without a teacher
 NEEDS_BASE_MODEL = {"static_twin", "static_distilled_base", "bilstm_pretrained_twin", "bilstm_distilled_pretrained",
-                    "bilstm_distilled_pretrained_d256"}
+                    "bilstm_distilled_pretrained_d256", "bilstm_distilled_pretrained_mse", "bilstm_distilled_default"}
 CS = [0.1, 0.3, 1, 3, 10, 30, 100]
 RIDGE_ALPHAS = [0.1, 0.3, 1, 3, 10]
 #: the rows in the summary plot: what a user gets (defaults, the CV variant, Ridge on logits, augmentation)
@@ -737,10 +743,14 @@ def row_bilstm_distilled_kl_a0(ctx: Context) -> dict:
 
 
 def row_bilstm_distilled_default(ctx: Context) -> dict:
-    from kdtext import BiLSTMClassifier
+    """What ``DistillationClassifier(teacher, BiLSTMClassifier())`` gives with a TransformerClassifier teacher.
 
-    out = _fit_kd(ctx, _kd(ctx, BiLSTMClassifier(random_state=ctx.seed)))
-    out["params"] = {**_distiller_params(out["est"]), "best_epoch": int(out["est"].student_.best_epoch_)}
+    The student's ``pretrained="auto"`` resolves to the teacher's starting checkpoint; the cached stand-in
+    teacher is not a TransformerClassifier, so the checkpoint is passed explicitly (the same student).
+    """
+    out = _fit_kd(ctx, _kd(ctx, _bilstm_pretrained(ctx)))
+    out["params"] = {**_distiller_params(out["est"]), "best_epoch": int(out["est"].student_.best_epoch_),
+                     "pretrained": "auto (the teacher's checkpoint)"}
     return out
 
 
@@ -774,6 +784,14 @@ def row_bilstm_distilled_pretrained_d256(ctx: Context) -> dict:
     out = _fit_kd(ctx, _kd(ctx, _bilstm_pretrained(ctx, embedding_dim=256)))
     out["params"] = {**_distiller_params(out["est"]), "best_epoch": int(out["est"].student_.best_epoch_),
                      "pretrained": "base", "embedding_dim": 256}
+    return out
+
+
+def row_bilstm_distilled_pretrained_mse(ctx: Context) -> dict:
+    """The pretrained BiLSTM with loss="mse" (alpha 0) instead of the default KL at T=2."""
+    out = _fit_kd(ctx, _kd(ctx, _bilstm_pretrained(ctx), loss="mse"))
+    out["params"] = {**_distiller_params(out["est"]), "best_epoch": int(out["est"].student_.best_epoch_),
+                     "pretrained": "base"}
     return out
 
 

@@ -180,7 +180,7 @@ def piece_vectors(model, texts, *, max_length: int, pca_dims: int | None, sif_co
     mean-pooled: Model2Vec's ``create_embeddings``); the vectors are reduced
     to ``pca_dims`` with Model2Vec's PCA and, unless ``sif_coefficient`` is
     None, scaled by the SIF weight ``a / (a + p)`` with ``p`` the piece's
-    frequency in ``texts``. Shared by :class:`StaticEmbeddingClassifier` and
+    frequency in ``texts`` (a list, or a stream read once chunk by chunk). Shared by :class:`StaticEmbeddingClassifier` and
     ``BiLSTMClassifier(pretrained=...)``. Needs ``kdtext[static]``.
     """
     from tokenizers import Tokenizer
@@ -204,11 +204,18 @@ def piece_vectors(model, texts, *, max_length: int, pca_dims: int | None, sif_co
     vocab_size = max(max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1, len(hf_tokenizer))
     pad = hf_tokenizer.pad_token_id
     pad_id = 0 if pad is None else int(pad)
-    word_cache = _WordCache.build(tokenizer, texts)
+    if hasattr(texts, "iter_chunks"):  # a stream (kdtext._stream.StreamedTexts): one pass, chunk by chunk
+        chunks = iter(texts.iter_chunks())
+        first = next(chunks, [])
+        word_cache = _WordCache.build(tokenizer, first)
+        chunks = itertools.chain([first], chunks)
+    else:
+        word_cache = _WordCache.build(tokenizer, texts)
+        chunks = (texts[start : start + 4096] for start in range(0, len(texts), 4096))
 
     counts = np.zeros(vocab_size, dtype=np.int64)
-    for start in range(0, len(texts), 4096):
-        seqs = encode_pieces(tokenizer, word_cache, texts[start : start + 4096], max_length, pad_id)
+    for chunk in chunks:
+        seqs = encode_pieces(tokenizer, word_cache, chunk, max_length, pad_id)
         ids = np.fromiter((i for s in seqs for i in s), dtype=np.int64)
         counts += np.bincount(ids, minlength=vocab_size)[:vocab_size]
     counts[pad_id] = 0  # the stand-in of empty texts, not a piece

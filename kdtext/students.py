@@ -384,7 +384,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
         Not written by :meth:`save_pretrained` (the trained rows are).
     freeze_embeddings : bool, default=False
         Keep the embedding matrix fixed during training.
-    pretrained : str, path-like or None, default=None
+    pretrained : "auto", str, path-like or None, default="auto"
         A transformer folder (e.g. a fitted teacher's ``save_pretrained``
         output, or the checkpoint it was fine-tuned from) or hub id whose
         vocabulary and static vectors start the student, as Tang et al.
@@ -396,9 +396,15 @@ class BiLSTMClassifier(NeuralTextClassifier):
         :class:`~kdtext.StaticEmbeddingClassifier` builds them), reduced by
         PCA to ``embedding_dim`` and scaled to unit standard deviation.
         Pieces first seen at prediction get a zero vector. Needs
-        ``pip install "kdtext[static]"`` to fit. None: a vocabulary learnt
-        from the training texts, embeddings from scratch. See Notes for
-        what it measured.
+        ``pip install "kdtext[static]"`` to fit. ``"auto"``: inside
+        :class:`~kdtext.DistillationClassifier` (and
+        :class:`~kdtext.DistillationClassifierCV`, its twin included) whose
+        teacher is a :class:`~kdtext.TransformerClassifier`, the checkpoint
+        that teacher was fine-tuned from (its ``model``; the fitted
+        ``student_`` shows the path); anywhere else, and without
+        ``kdtext[static]`` (a warning says so), the same as None. None: a
+        vocabulary learnt from the training texts, embeddings from scratch.
+        The default was chosen by the measurement in the Notes.
     max_length : int, default=128
         Texts are truncated to this many tokens.
     batch_size : int, default=32
@@ -532,7 +538,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
         pooling: str = "max_mean",
         embeddings: Any = None,
         freeze_embeddings: bool = False,
-        pretrained: str | os.PathLike | None = None,
+        pretrained: str | os.PathLike | None = "auto",
         max_length: int = 128,
         batch_size: int = 32,
         epochs: int = 10,
@@ -576,11 +582,6 @@ class BiLSTMClassifier(NeuralTextClassifier):
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
-
-    @property
-    def _streams_transfer_set(self) -> bool:
-        # pretrained vectors are counted over a list of texts (slices, strides); a learnt vocabulary streams
-        return self.pretrained is None or _is_auto(self.pretrained)
 
     # fitted state without a trailing underscore (set by _init_model / _load_model)
     _private_fitted_attributes = NeuralTextClassifier._private_fitted_attributes + ("_word_cache",)

@@ -121,6 +121,21 @@ def test_transformer_student_streams_too(tmp_path, teacher, corpus, tiny_bert_pa
     assert_same_student(streamed, in_memory)
 
 
+def test_pretrained_bilstm_streams_too(tmp_path, teacher, corpus, tiny_bert_path):
+    pytest.importorskip("model2vec")
+    texts, _ = corpus
+    files = TextFiles(write_corpus(tmp_path, texts[:200]), chunk_size=CHUNK)
+
+    def student():
+        return BiLSTMClassifier(pretrained=tiny_bert_path, embedding_dim=8, hidden_dim=8, epochs=2, batch_size=16,
+                                validation_fraction=None, random_state=0)
+
+    streamed = DistillationClassifier(teacher, student(), stream=True).fit(files)
+    in_memory = DistillationClassifier(teacher, student()).fit(list(files))
+    assert streamed.streamed_ is True
+    assert_same_student(streamed, in_memory)  # the id map (the pieces counted chunk by chunk) included
+
+
 def test_fit_soft_streams_a_textfiles(tmp_path, teacher, corpus):
     texts, _ = corpus
     files = CountingFiles(write_corpus(tmp_path, texts), chunk_size=CHUNK)
