@@ -9,8 +9,9 @@ head. The vectors stay trainable, so :meth:`~StaticEmbeddingClassifier.fit_soft`
 tunes them on a teacher's logits. Prediction is one table lookup and one
 small matrix product per text: hundreds of times faster than the teacher.
 
-Needs ``pip install "kdtext[static]"`` (``model2vec`` and ``skeletoken``) to
-fit; a fitted or saved student predicts without them.
+Fitting needs ``model2vec`` and ``skeletoken`` (dependencies of kdtext since
+``BiLSTMClassifier(pretrained="auto")`` uses them too; ``kdtext[static]`` is
+kept as an alias); a fitted or saved student predicts without them.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def piece_vectors(model, texts, *, max_length: int, pca_dims: int | None, sif_co
     to ``pca_dims`` with Model2Vec's PCA and, unless ``sif_coefficient`` is
     None, scaled by the SIF weight ``a / (a + p)`` with ``p`` the piece's
     frequency in ``texts`` (a list, or a stream read once chunk by chunk). Shared by :class:`StaticEmbeddingClassifier` and
-    ``BiLSTMClassifier(pretrained=...)``. Needs ``kdtext[static]``.
+    ``BiLSTMClassifier(pretrained=...)``. Needs ``model2vec`` (a kdtext dependency).
     """
     from tokenizers import Tokenizer
     from transformers import AutoModel
