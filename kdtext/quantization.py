@@ -44,8 +44,12 @@ BACKENDS = ("auto", "onnxruntime", "torch")
 
 
 def _fitted_neural(estimator: Any, what: str):
+    from sklearn.frozen import FrozenEstimator
+
     from ._neural import NeuralTextClassifier
 
+    if isinstance(estimator, FrozenEstimator):  # a fitted estimator that survives clone (a GridSearchCV grid)
+        estimator = estimator.estimator
     if not isinstance(estimator, NeuralTextClassifier):
         raise TypeError(
             f"{what} quantizes kdtext's neural estimators (TransformerClassifier, BiLSTMClassifier), got "
@@ -76,7 +80,11 @@ class TorchInt8Classifier(TextInputMixin, LogitsClassifierMixin, ClassifierMixin
     Parameters
     ----------
     estimator : TransformerClassifier or BiLSTMClassifier
-        A fitted estimator on the CPU.
+        A fitted estimator on the CPU, or one wrapped in
+        ``sklearn.frozen.FrozenEstimator``. ``clone`` keeps it (shared, not
+        refitted or copied, as for FrozenEstimator); a ``GridSearchCV`` grid
+        over fitted estimators needs them wrapped in FrozenEstimator, as
+        GridSearchCV clones parameter values.
 
     Attributes
     ----------
@@ -111,6 +119,10 @@ class TorchInt8Classifier(TextInputMixin, LogitsClassifierMixin, ClassifierMixin
 
     def __init__(self, estimator: Any):
         self.estimator = estimator
+
+    def __sklearn_clone__(self):
+        # the estimator is fitted (the model to quantize): a clone shares it; cloning it would unfit it
+        return type(self)(self.estimator)
 
     def fit(self, X=None, y=None) -> "TorchInt8Classifier":
         """Quantize a copy of the estimator's model. ``X`` and ``y`` are ignored.

@@ -125,6 +125,13 @@ def _onnx(paths, labels=None):
     return OnnxClassifier(paths["onnx_str" if labels is not None else "onnx"], batch_size=16)
 
 
+def _int8(paths, labels=None):
+    """A TorchInt8Classifier over a BiLSTM trained on the contract data (see ``fitted_bilstms``)."""
+    from kdtext.quantization import TorchInt8Classifier
+
+    return TorchInt8Classifier(paths["bilstm_str" if labels is not None else "bilstm"])
+
+
 # name -> (factory(paths[, labels]) -> unfitted estimator, param grid for GridSearchCV, check options)
 # Distillers take their classes from the teacher: their factory builds a teacher
 # for string labels too, and one gold class is not an error for them.
@@ -146,6 +153,9 @@ ESTIMATORS = {
     # that expect fit to look at them do not apply; its classes come from the export
     "OnnxClassifier": (_onnx, {"batch_size": [1, 64]},
                        {"string_twin": True, "skip": {"bad_input": "fit ignores X and y: the model is trained"}}),
+    # the same for torch's int8 copy of a fitted BiLSTM; the grid swaps the fitted estimator it quantizes
+    "TorchInt8Classifier": (_int8, {"estimator": "fitted_bilstms"},
+                            {"string_twin": True, "skip": {"bad_input": "fit ignores X and y: the model is trained"}}),
 }
 
 
@@ -172,6 +182,15 @@ def onnx_folders(contract_data, tmp_path_factory):
     return folders
 
 
+@pytest.fixture(scope="module")
+def fitted_bilstms(contract_data):
+    """BiLSTMs trained on the contract data (int and string labels), for TorchInt8Classifier."""
+    X, y = contract_data
+    return {key: _bilstm(None).set_params(epochs=8, random_state=seed).fit(X, labels)
+            for seed, (key, labels) in enumerate((("bilstm", y), ("bilstm_str", STRING_LABELS[y]),
+                                                  ("bilstm_other", y)))}
+
+
 @pytest.mark.parametrize("check", list(CONTRACT_CHECKS))
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_contract(name, check, paths, contract_data, request):
@@ -182,6 +201,12 @@ def test_contract(name, check, paths, contract_data, request):
         pytest.skip(f"{name}: {ESTIMATORS[name][2]['skip'][check]}")
     if name.startswith("OnnxClassifier"):
         paths = {**paths, **request.getfixturevalue("onnx_folders")}
+    if name.startswith("TorchInt8Classifier"):
+        fitted = request.getfixturevalue("fitted_bilstms")
+        paths = {**paths, **fitted}
+        from sklearn.frozen import FrozenEstimator
+
+        grid = {"estimator": [FrozenEstimator(fitted["bilstm"]), FrozenEstimator(fitted["bilstm_other"])]}
     if name.startswith("DistillationClassifier") or options.pop("string_twin", False):
         options = {**options, "estimator_for_strings": factory(paths, STRING_LABELS)}
     check_text_classifier(factory(paths), X, y, param_grid=grid, checks=[check], **options)

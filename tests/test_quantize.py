@@ -187,6 +187,21 @@ def test_torch_int8_pickles_and_has_its_own_fingerprint(teachers):
     assert teacher_fingerprint(fast) == teacher_fingerprint(again) != teacher_fingerprint(est)
 
 
+def test_torch_int8_clone_keeps_the_fitted_estimator_and_takes_a_frozen_one(teachers):
+    from sklearn.base import clone
+    from sklearn.frozen import FrozenEstimator
+
+    from kdtext.quantization import TorchInt8Classifier
+
+    est, _, _, texts = teachers["bilstm"]
+    fast = TorchInt8Classifier(est).fit()
+    copy = clone(fast)
+    assert copy.estimator is est and not hasattr(copy, "estimator_")  # shared, not refitted or unfitted
+    np.testing.assert_array_equal(copy.fit().predict_logits(texts), fast.predict_logits(texts))
+    frozen = TorchInt8Classifier(FrozenEstimator(est)).fit()
+    np.testing.assert_array_equal(frozen.predict_logits(texts), fast.predict_logits(texts))
+
+
 def test_torch_int8_refuses_what_it_cannot_quantize():
     from sklearn.exceptions import NotFittedError
     from sklearn.linear_model import LogisticRegression
