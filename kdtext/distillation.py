@@ -227,8 +227,8 @@ def _bind_pretrained(student, teacher):
     set to ``"auto"`` starts from the tokenizer and static vectors of the
     checkpoint the teacher was fine-tuned from, when the teacher is a
     :class:`~kdtext.TransformerClassifier` and ``model2vec`` is
-    installed (a kdtext dependency); otherwise it learns its own vocabulary (with a warning when
-    only the extra is missing).
+    installed (a kdtext dependency); otherwise it learns its own vocabulary
+    (with a warning when only ``model2vec`` is missing).
     """
     params = student.get_params(deep=False) if hasattr(student, "get_params") else {}
     if not isinstance(params.get("pretrained"), str) or params["pretrained"] != "auto":

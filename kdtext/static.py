@@ -181,8 +181,10 @@ def piece_vectors(model, texts, *, max_length: int, pca_dims: int | None, sif_co
     mean-pooled: Model2Vec's ``create_embeddings``); the vectors are reduced
     to ``pca_dims`` with Model2Vec's PCA and, unless ``sif_coefficient`` is
     None, scaled by the SIF weight ``a / (a + p)`` with ``p`` the piece's
-    frequency in ``texts`` (a list, or a stream read once chunk by chunk). Shared by :class:`StaticEmbeddingClassifier` and
-    ``BiLSTMClassifier(pretrained=...)``. Needs ``model2vec`` (a kdtext dependency).
+    frequency in ``texts`` (a list, or a stream read once chunk by chunk).
+    Shared by :class:`StaticEmbeddingClassifier` and
+    ``BiLSTMClassifier(pretrained=...)``. Needs ``model2vec`` (a kdtext
+    dependency).
     """
     from tokenizers import Tokenizer
     from transformers import AutoModel
