@@ -742,24 +742,30 @@ def row_bilstm_distilled_kl_a0(ctx: Context) -> dict:
     return _bilstm_kd(ctx, "kl", 0.0)
 
 
-def row_bilstm_distilled_default(ctx: Context) -> dict:
-    """What ``DistillationClassifier(teacher, BiLSTMClassifier())`` gives with a TransformerClassifier teacher.
-
-    The student's ``pretrained="auto"`` resolves to the teacher's starting checkpoint; the cached stand-in
-    teacher is not a TransformerClassifier, so the checkpoint is passed explicitly (the same student).
-    """
-    out = _fit_kd(ctx, _kd(ctx, _bilstm_pretrained(ctx)))
-    out["params"] = {**_distiller_params(out["est"]), "best_epoch": int(out["est"].student_.best_epoch_),
-                     "pretrained": "auto (the teacher's checkpoint)"}
-    return out
-
-
 def _bilstm_pretrained(ctx: Context, **params):
     """BiLSTMClassifier() with its tokenizer and embeddings from the teacher's starting checkpoint."""
     from kdtext import BiLSTMClassifier
     from kdtext.teachers import resolve_model_path
 
     return BiLSTMClassifier(pretrained=resolve_model_path(ctx.base_model), random_state=ctx.seed, **params)
+
+
+def _bilstm_pretrained_kd(ctx: Context, pretrained: str = "base", student: dict | None = None, **kd) -> dict:
+    """The pretrained BiLSTM (``student`` parameters on top) distilled with kdtext's defaults (``kd`` on top)."""
+    student = student or {}
+    out = _fit_kd(ctx, _kd(ctx, _bilstm_pretrained(ctx, **student), **kd))
+    out["params"] = {**_distiller_params(out["est"]), "best_epoch": int(out["est"].student_.best_epoch_),
+                     "pretrained": pretrained, **student}
+    return out
+
+
+def row_bilstm_distilled_default(ctx: Context) -> dict:
+    """What ``DistillationClassifier(teacher, BiLSTMClassifier())`` gives with a TransformerClassifier teacher.
+
+    The student's ``pretrained="auto"`` resolves to the teacher's starting checkpoint; the cached stand-in
+    teacher is not a TransformerClassifier, so the checkpoint is passed explicitly (the same student).
+    """
+    return _bilstm_pretrained_kd(ctx, pretrained="auto (the teacher's checkpoint)")
 
 
 def row_bilstm_pretrained_twin(ctx: Context) -> dict:
@@ -773,26 +779,17 @@ def row_bilstm_pretrained_twin(ctx: Context) -> dict:
 
 def row_bilstm_distilled_pretrained(ctx: Context) -> dict:
     """kdtext's distillation defaults; the BiLSTM starts from the teacher checkpoint's tokenizer and vectors."""
-    out = _fit_kd(ctx, _kd(ctx, _bilstm_pretrained(ctx)))
-    out["params"] = {**_distiller_params(out["est"]), "best_epoch": int(out["est"].student_.best_epoch_),
-                     "pretrained": "base"}
-    return out
+    return _bilstm_pretrained_kd(ctx)
 
 
 def row_bilstm_distilled_pretrained_d256(ctx: Context) -> dict:
     """The same with 256-wide embeddings (PCA to 256 instead of 128)."""
-    out = _fit_kd(ctx, _kd(ctx, _bilstm_pretrained(ctx, embedding_dim=256)))
-    out["params"] = {**_distiller_params(out["est"]), "best_epoch": int(out["est"].student_.best_epoch_),
-                     "pretrained": "base", "embedding_dim": 256}
-    return out
+    return _bilstm_pretrained_kd(ctx, student={"embedding_dim": 256})
 
 
 def row_bilstm_distilled_pretrained_mse(ctx: Context) -> dict:
     """The pretrained BiLSTM with loss="mse" (alpha 0) instead of the default KL at T=2."""
-    out = _fit_kd(ctx, _kd(ctx, _bilstm_pretrained(ctx), loss="mse"))
-    out["params"] = {**_distiller_params(out["est"]), "best_epoch": int(out["est"].student_.best_epoch_),
-                     "pretrained": "base"}
-    return out
+    return _bilstm_pretrained_kd(ctx, loss="mse")
 
 
 def real_teacher(ctx: Context):

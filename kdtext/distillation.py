@@ -235,13 +235,14 @@ def _bind_pretrained(student, teacher):
         return student
     checkpoint = _teacher_checkpoint(teacher)
     if checkpoint is not None:
+        from .static import _require_model2vec
+
         try:
-            import model2vec.distill.inference  # noqa: F401
-        except ImportError:
+            _require_model2vec(type(student).__name__)
+        except ImportError as exc:
             warnings.warn(
                 f"{type(student).__name__}(pretrained='auto') would start from the teacher's vocabulary and "
-                "vectors, which needs model2vec: pip install \"kdtext[static]\". It learns its own vocabulary "
-                "instead (set pretrained=None to silence this).",
+                f"vectors: {exc} It learns its own vocabulary instead (set pretrained=None to silence this).",
                 UserWarning,
                 stacklevel=3,
             )

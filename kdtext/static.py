@@ -49,12 +49,13 @@ _CACHE_LIMIT = 1_000_000
 _CACHE_CHECK = 2000
 
 
-def _require_model2vec():
+def _require_model2vec(what: str = "StaticEmbeddingClassifier"):
+    """model2vec's ``distill.inference`` module, or an ImportError that says how to install it."""
     try:
         from model2vec.distill import inference
     except ImportError as exc:
         raise ImportError(
-            f"StaticEmbeddingClassifier.fit needs model2vec and skeletoken ({exc}). Install them with {_INSTALL_HINT}."
+            f"{what}.fit needs model2vec and skeletoken ({exc}). Install them with {_INSTALL_HINT}."
         ) from None
     return inference
 
@@ -191,7 +192,7 @@ def piece_vectors(model, texts, *, max_length: int, pca_dims: int | None, sif_co
 
     from .teachers import load_tokenizer_and_model, resolve_model_path
 
-    _require_model2vec()  # before the encoder is loaded: a missing extra fails fast
+    _require_model2vec(what)  # before the encoder is loaded: a missing extra fails fast
     path = resolve_model_path(model)
     hf_tokenizer, encoder = load_tokenizer_and_model(path, AutoModel, verbose=verbose, what=f"{what} model")
     backend = getattr(hf_tokenizer, "backend_tokenizer", None)

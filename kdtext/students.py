@@ -30,6 +30,7 @@ from ._neural import (
     read_module_folder,
     save_module_folder,
 )
+from .static import encode_pieces, piece_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -682,8 +683,6 @@ class BiLSTMClassifier(NeuralTextClassifier):
             self.model_.embedding.weight.requires_grad_(False)
 
     def _init_pretrained(self, texts, n_classes):
-        from .static import piece_vectors
-
         if not isinstance(self.tokenizer, str) or self.tokenizer != "bpe" or self.embeddings is not None:
             raise ValueError(
                 f"pretrained={self.pretrained!r} brings its own tokenizer and vectors, so tokenizer= and "
@@ -737,17 +736,10 @@ class BiLSTMClassifier(NeuralTextClassifier):
         self._resumed_tokenizer = Tokenizer.from_str(extra["tokenizer"])
 
     def _encode(self, texts):
-        if not texts:
-            return []
-        cache = getattr(self, "_word_cache", None)
-        if cache is not None:  # pretrained: each distinct word of the teacher's tokenizer encoded once
-            from .static import encode_pieces
-
-            return encode_pieces(self.tokenizer_, cache, texts, self.max_length, self._pad_id)
-        n = self.max_length
-        pad = self._pad_id
+        # pretrained: the word cache encodes each distinct word of the teacher's tokenizer once;
         # an empty (or all-whitespace) text becomes one pad token: packing needs length >= 1
-        return [e.ids[:n] or [pad] for e in self.tokenizer_.encode_batch(texts, add_special_tokens=False)]
+        return encode_pieces(self.tokenizer_, getattr(self, "_word_cache", None), texts, self.max_length,
+                             self._pad_id)
 
     def _collate(self, seqs, device):
         ids, lengths = pad_ids(seqs, self._pad_id)
