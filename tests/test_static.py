@@ -252,3 +252,91 @@ def test_random_state_repeats(tiny_bert_path, toy):
     a = StaticEmbeddingClassifier(tiny_bert_path, **FAST).fit(X, y).predict_logits(X)
     b = StaticEmbeddingClassifier(tiny_bert_path, **FAST).fit(X, y).predict_logits(X)
     np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------ bigram buckets (fastText's bigrams)
+@pytest.fixture(scope="module")
+def fitted_bigrams(tiny_bert_path, toy):
+    X, y = toy
+    return StaticEmbeddingClassifier(tiny_bert_path, **FAST, bigram_buckets=64).fit(X, y)
+
+
+def test_bigrams_train_and_see_word_order(fitted_bigrams, fitted, toy):
+    assert fitted_bigrams.model_.bigram.weight.shape == (65, 8)
+    assert not fitted_bigrams.model_.bigram.weight[0].any()  # the zero row of pairs left out
+    assert fitted_bigrams.model_.bigram.weight[1:].abs().sum() > 0  # the bigram vectors trained from zero
+    X, y = make_toy_texts(60, seed=7)
+    assert fitted_bigrams.score(X, y) >= 0.75  # the toy words come in random order: bigrams are noise here
+    # a bag of pieces cannot tell the order of words apart; with bigrams it can
+    plain = fitted.predict_logits(["good film bad plot", "bad film good plot"])
+    np.testing.assert_allclose(plain[0], plain[1], atol=1e-6)
+    ordered = fitted_bigrams.predict_logits(["good film bad plot", "bad film good plot"])
+    assert np.abs(ordered[0] - ordered[1]).max() > 1e-4
+
+
+def test_bigram_embedding_by_hand(fitted_bigrams):
+    model = fitted_bigrams.model_
+    rows = model.id_map[torch.tensor(fitted_bigrams._encode(["good film zzzz bad"])[0])].tolist()
+    assert 0 in rows  # "zzzz" was never seen: its pairs are left out
+    uni = [model.embedding.weight[r] for r in rows if r]
+    pairs = [(a, b) for a, b in zip(rows, rows[1:]) if a and b]
+    assert pairs
+    bi = [model.bigram.weight[(a * 1000003 + b) % 64 + 1] for a, b in pairs]
+    want = torch.stack(uni + bi).mean(dim=0)
+    ids, lengths = (t for t in fitted_bigrams._collate(fitted_bigrams._encode(["good film zzzz bad"]), "cpu").values())
+    with torch.no_grad():
+        got = model.embed(ids, lengths)[0]
+    torch.testing.assert_close(got, want.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_bigrams_fast_inference_equals_the_padded_forward(fitted_bigrams):
+    texts = TRICKY + ["zzzz qqqq", "good", "good zzzz", "bad film " * 40, "", "good film"]
+    fast = fitted_bigrams.predict_logits(texts)
+    with torch.no_grad():
+        padded = fitted_bigrams._forward(fitted_bigrams._collate(fitted_bigrams._encode(texts), "cpu")).numpy()
+    np.testing.assert_allclose(fast, padded, rtol=1e-5, atol=1e-6)
+    # one text alone, and inside a batch, pairs never cross from one text into the next
+    np.testing.assert_allclose(fast[-1], fitted_bigrams.predict_logits(["good film"])[0], atol=1e-6)
+    np.testing.assert_allclose(fast[-4], fitted_bigrams.predict_logits(["good zzzz"])[0], atol=1e-6)
+    np.testing.assert_allclose(fast[-4], fitted_bigrams.predict_logits(["good"])[0], atol=1e-5)
+
+
+def test_zero_bigrams_start_from_the_bag_of_pieces():
+    from kdtext.static import StaticEmbeddingModule
+
+    torch.manual_seed(0)
+    plain = StaticEmbeddingModule(30, 10, 4, 4, 2).eval()
+    bigram = StaticEmbeddingModule(30, 10, 4, 4, 2, bigram_buckets=16).eval()
+    bigram.load_state_dict({**plain.state_dict(), "bigram.weight": bigram.bigram.weight}, strict=True)
+    plain.id_map[:10] = torch.arange(10)
+    bigram.id_map[:10] = torch.arange(10)
+    ids = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
+    lengths = torch.tensor([3, 2])
+    with torch.no_grad():  # normalised before the head: the zero bigrams change the mean's length only
+        torch.testing.assert_close(bigram(ids, lengths), plain(ids, lengths))
+
+
+def test_bigrams_persist_and_export(fitted_bigrams, tmp_path):
+    back = StaticEmbeddingClassifier.from_pretrained(fitted_bigrams.save_pretrained(tmp_path / "static"))
+    np.testing.assert_array_equal(back.predict_logits(TRICKY), fitted_bigrams.predict_logits(TRICKY))
+    assert back.model_.config["bigram_buckets"] == 64
+    again = pickle.loads(pickle.dumps(fitted_bigrams))
+    np.testing.assert_array_equal(again.predict_logits(TRICKY), fitted_bigrams.predict_logits(TRICKY))
+    pytest.importorskip("onnxruntime")
+    from kdtext import OnnxClassifier
+
+    served = OnnxClassifier.from_pretrained(fitted_bigrams.export_onnx(tmp_path / "onnx"))
+    texts = TRICKY + ["good film bad plot", "bad film good plot"]
+    np.testing.assert_allclose(served.predict_logits(texts), fitted_bigrams.predict_logits(texts), atol=1e-4)
+
+
+def test_folder_without_bigrams_in_its_config_loads(fitted, tmp_path):
+    import json
+
+    folder = fitted.save_pretrained(tmp_path / "static")
+    config = json.loads((folder / "static_config.json").read_text(encoding="utf-8"))
+    del config["module"]["bigram_buckets"]  # a folder saved before bigram buckets existed
+    (folder / "static_config.json").write_text(json.dumps(config), encoding="utf-8")
+    back = StaticEmbeddingClassifier.from_pretrained(folder)
+    assert back.model_.bigram is None
+    np.testing.assert_array_equal(back.predict_logits(TRICKY), fitted.predict_logits(TRICKY))
