@@ -72,7 +72,17 @@ Rows (``--rows`` a comma-separated subset; default all)
 - ``static_twin``: StaticEmbeddingClassifier (defaults, or ``--static-params JSON``) on gold labels, its
   vectors made from the teacher's starting checkpoint (MiniLM or the e5 folder); ``static_distilled_base``:
   the same student distilled with kdtext's defaults; ``static_distilled_teacher``: with the vectors made from the
-  fine-tuned teacher's folder (saved beside its logit cache) instead.
+  fine-tuned teacher's folder (saved beside its logit cache) instead; ``static_distilled_bigrams``: the base row
+  with ``bigram_buckets=65536`` (fastText's hashed bigrams).
+- ``bilstm_distilled_aug_kl``: ``DistillationClassifier(teacher, BiLSTMClassifier(), augment=4)``, every other
+  parameter at kdtext's default (KL at T=2, alpha 0; the student's "auto" vocabulary), the new texts labeled by
+  the real teacher as for ``bilstm_distilled_aug``; ``lr_distilled_aug``: ``lr_distilled_default`` with
+  ``augment=4``.
+- ``sgd_memory``: a student that can stream, ``HashingVectorizer(ngram_range=(1, 2), n_features=2**20,
+  alternate_sign=False)`` + ``SGDClassifier(loss="log_loss")``, distilled with kdtext's defaults in memory (SGD's
+  own ``fit``); ``sgd_stream_e1`` / ``_e3`` / ``_e5`` / ``_e10``: the same distilled from the transfer set written
+  to a Parquet file and streamed (``TextFiles``, chunks of 2,048 texts, ``partial_fit``) with ``stream_epochs``
+  1 / 3 / 5 / 10.
 
 Every student row records ``metric``, ``stderr``, ``seconds`` (fit wall time) and ``fidelity`` (agreement with the
 teacher's argmax on the distinct labeled + transfer texts; for the twins too, as a reference); distilled rows also
@@ -161,6 +171,14 @@ ROWS = [
     "static_twin",
     "static_distilled_base",
     "static_distilled_teacher",
+    "static_distilled_bigrams",
+    "bilstm_distilled_aug_kl",
+    "lr_distilled_aug",
+    "sgd_memory",
+    "sgd_stream_e1",
+    "sgd_stream_e3",
+    "sgd_stream_e5",
+    "sgd_stream_e10",
 ]
 TWIN_OF = {
     "lr_distilled_hard_weighted": "lr_twin",
@@ -182,17 +200,26 @@ TWIN_OF = {
     "bilstm_distilled_pretrained_mse": "bilstm_twin",
     "static_distilled_base": "static_twin",
     "static_distilled_teacher": "static_twin",
+    "static_distilled_bigrams": "static_twin",
+    "bilstm_distilled_aug_kl": "bilstm_twin",
+    "lr_distilled_aug": "lr_twin",
+    "sgd_memory": "lr_twin",
+    "sgd_stream_e1": "lr_twin",
+    "sgd_stream_e3": "lr_twin",
+    "sgd_stream_e5": "lr_twin",
+    "sgd_stream_e10": "lr_twin",
 }
 NEEDS_TEACHER = {"teacher", *TWIN_OF}
 # rows that need the teacher's starting checkpoint (MiniLM or the e5 folder) even without a teacher
-NEEDS_BASE_MODEL = {"static_twin", "static_distilled_base", "bilstm_pretrained_twin", "bilstm_distilled_pretrained",
+NEEDS_BASE_MODEL = {"static_twin", "static_distilled_base", "static_distilled_bigrams", "bilstm_pretrained_twin", "bilstm_distilled_pretrained",
                     "bilstm_distilled_pretrained_d256", "bilstm_distilled_pretrained_mse", "bilstm_distilled_default"}
 CS = [0.1, 0.3, 1, 3, 10, 30, 100]
 RIDGE_ALPHAS = [0.1, 0.3, 1, 3, 10]
 #: the rows in the summary plot: what a user gets (defaults, the CV variant, Ridge on logits, augmentation)
 PLOT_ROWS = ["lr_distilled_default", "lr_cv", "ridge_distilled_logits", "bilstm_distilled_default",
              "bilstm_distilled_mse", "bilstm_distilled_aug", "bilstm_distilled_pretrained", "static_distilled_base", "static_distilled_teacher"]
-AUGMENT = 4  # Tang et al. variants per transfer text in bilstm_distilled_aug
+AUGMENT = 4  # Tang et al. variants per transfer text in bilstm_distilled_aug, bilstm_distilled_aug_kl, lr_distilled_aug
+BIGRAM_BUCKETS = 1 << 16  # static_distilled_bigrams
 RIDGE_GCV_MAX = 10_000  # RidgeCV's leave-one-out eigendecomposes an n x n Gram matrix: bound n
 N_BOOT = 200
 TEST_SEED = 0
@@ -820,6 +847,88 @@ def row_bilstm_distilled_aug(ctx: Context) -> dict:
     return out
 
 
+def row_bilstm_distilled_aug_kl(ctx: Context) -> dict:
+    """DistillationClassifier(teacher, BiLSTMClassifier(), augment=AUGMENT): every default (KL at T=2) plus
+    Tang et al.'s augmentation, the new texts labeled by the real teacher."""
+    from kdtext import BiLSTMClassifier, DistillationClassifier
+
+    teacher = real_teacher(ctx)
+    memory = ctx.cache / f"robustness-labels-{ctx.teacher_path.stem}"
+    est = DistillationClassifier(teacher, BiLSTMClassifier(random_state=ctx.seed), augment=AUGMENT, memory=memory,
+                                 random_state=ctx.seed)
+    out = _fit_kd(ctx, est)
+    out["params"] = {**_distiller_params(est), "augment": AUGMENT, "n_transfer": int(est.n_transfer_),
+                     "best_epoch": int(est.student_.best_epoch_)}
+    return out
+
+
+def row_lr_distilled_aug(ctx: Context) -> dict:
+    """TF-IDF + LR(C = twin's) distilled with every default plus augment=AUGMENT (the real teacher labels)."""
+    from kdtext import DistillationClassifier
+
+    C = ctx.twin_C()
+    teacher = real_teacher(ctx)
+    memory = ctx.cache / f"robustness-labels-{ctx.teacher_path.stem}"
+    est = DistillationClassifier(teacher, _lr(C), augment=AUGMENT, memory=memory, random_state=ctx.seed)
+    out = _fit_kd(ctx, est)
+    out["params"] = {"C": C, **_distiller_params(est), "augment": AUGMENT, "n_transfer": int(est.n_transfer_)}
+    return out
+
+
+def _hashing_sgd(ctx: Context):
+    """HashingVectorizer (word 1-2 grams, 2**20 features) + SGDClassifier(log_loss): a student that streams."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(HashingVectorizer(ngram_range=(1, 2), n_features=1 << 20, alternate_sign=False),
+                         SGDClassifier(loss="log_loss", random_state=ctx.seed))
+
+
+def row_sgd_memory(ctx: Context) -> dict:
+    """The hashing + SGD student distilled in memory (SGD's own fit: up to 1,000 epochs until tol)."""
+    out = _fit_kd(ctx, _kd(ctx, _hashing_sgd(ctx), stream=False))
+    out["params"] = {**_distiller_params(out["est"]), "sgd_epochs": int(out["est"].student_[-1].n_iter_)}
+    return out
+
+
+def _sgd_stream(ctx: Context, epochs: int) -> dict:
+    """The hashing + SGD student distilled from the transfer set written to Parquet files and streamed
+    (``partial_fit``, ``stream_epochs=epochs``, chunks of 2,048 texts)."""
+    import tempfile
+
+    import pandas as pd
+
+    from kdtext import TextFiles
+
+    s = ctx.split
+    with tempfile.TemporaryDirectory(prefix="kdtext-robustness-") as tmp:
+        pd.DataFrame({"text": s.X_all}).to_parquet(Path(tmp) / "transfer.parquet")
+        files = TextFiles(str(Path(tmp) / "transfer.parquet"), chunk_size=2048)
+        est = _kd(ctx, _hashing_sgd(ctx), stream=True, stream_epochs=epochs)
+        t0 = time.perf_counter()
+        est.fit(files, s.y_all)
+        out = {"est": est, "seconds": time.perf_counter() - t0, "fidelity": float(est.fidelity_)}
+    out["params"] = {**_distiller_params(est), "stream_epochs": epochs, "streamed": bool(est.streamed_)}
+    return out
+
+
+def row_sgd_stream_e1(ctx: Context) -> dict:
+    return _sgd_stream(ctx, 1)
+
+
+def row_sgd_stream_e3(ctx: Context) -> dict:
+    return _sgd_stream(ctx, 3)
+
+
+def row_sgd_stream_e5(ctx: Context) -> dict:
+    return _sgd_stream(ctx, 5)
+
+
+def row_sgd_stream_e10(ctx: Context) -> dict:
+    return _sgd_stream(ctx, 10)
+
+
 def _static(ctx: Context, model: str | None):
     from kdtext import StaticEmbeddingClassifier
 
@@ -855,6 +964,18 @@ def row_static_distilled_teacher(ctx: Context) -> dict:
                                 f"{ctx.teacher_path} to fit it again")
     out = _fit_kd(ctx, _kd(ctx, _static(ctx, str(folder))))
     out["params"] = {**_distiller_params(out["est"]), **_static_params(out["est"].student_), "vectors": "teacher"}
+    return out
+
+
+def row_static_distilled_bigrams(ctx: Context) -> dict:
+    """static_distilled_base with ``bigram_buckets=BIGRAM_BUCKETS`` (fastText's hashed bigrams)."""
+    from kdtext import StaticEmbeddingClassifier
+
+    student = StaticEmbeddingClassifier(ctx.base_model, **{"random_state": ctx.seed, **ctx.static_params,
+                                                           "bigram_buckets": BIGRAM_BUCKETS})
+    out = _fit_kd(ctx, _kd(ctx, student))
+    out["params"] = {**_distiller_params(out["est"]), **_static_params(out["est"].student_), "vectors": "base",
+                     "bigram_buckets": BIGRAM_BUCKETS}
     return out
 
 

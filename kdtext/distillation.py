@@ -410,15 +410,29 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         training the student on a disk-backed token store, predicting for
         ``fidelity_``), and never held at once; per text only numpy arrays
         remain (a key, indices, labels, and the float32 teacher outputs,
-        memory-mapped when large). Needs a student that streams: kdtext's
-        :class:`~kdtext.BiLSTMClassifier` and
-        :class:`~kdtext.TransformerClassifier` on the "soft" route, and
-        ``augment=0``. "auto": stream when ``X`` is a ``TextFiles`` and
-        those hold; otherwise read ``X`` into memory as a list (a log line at
-        INFO says why). True: stream or raise an error saying why not (e.g.
-        a scikit-learn student, which needs all texts in memory). False:
-        always in memory. Both ways give the same student (bit for bit on a
-        CPU; ``docs/scaling.rst``). Do not change the files during ``fit``.
+        memory-mapped when large). Needs a student that streams, and
+        ``augment=0``: kdtext's :class:`~kdtext.BiLSTMClassifier` and
+        :class:`~kdtext.TransformerClassifier` on the "soft" route (the same
+        student as in memory, bit for bit on a CPU; ``docs/scaling.rst``),
+        or a scikit-learn Pipeline of stateless steps and a final estimator
+        with ``partial_fit`` on the other routes, e.g.
+        ``make_pipeline(HashingVectorizer(), SGDClassifier(loss="log_loss"))``:
+        its steps transform each chunk and the final estimator learns it by
+        ``partial_fit``, ``stream_epochs`` passes, with the rows and weights
+        of the in-memory route, shuffled within each chunk (not across: shuffle
+        files that are sorted by label). In memory the same student learns by
+        its own ``fit`` instead. A TfidfVectorizer, which learns its
+        vocabulary from all texts, does not stream. "auto": stream when ``X``
+        is a ``TextFiles`` and those hold; otherwise read ``X`` into memory as
+        a list (a log line at INFO says why). True: stream or raise an error
+        saying why not. False: always in memory. Do not change the files
+        during ``fit``.
+    stream_epochs : int, default=5
+        Passes of ``partial_fit`` over a streamed transfer set, for a
+        scikit-learn student that streams (see ``stream``); unused otherwise.
+        Five passes: on ru_toxic's 12,250 texts, ``HashingVectorizer`` +
+        ``SGDClassifier(loss="log_loss")`` levelled off after about five
+        (``benchmarks/stream_scale.py``).
     random_state : int, RandomState instance or None, default=None
         Seeds augmentation; passed to nothing else (students have their own).
     report : bool, default=True
@@ -516,6 +530,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "chunk_size": [Interval(Integral, 1, None, closed="left")],
         "stream": ["boolean", StrOptions({"auto"})],
+        "stream_epochs": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "report": ["boolean"],
         "verbose": ["verbose"],
@@ -542,6 +557,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         memory: Any = None,
         chunk_size: int = 8192,
         stream: bool | str = "auto",
+        stream_epochs: int = 5,
         random_state: Any = None,
         report: bool = True,
         verbose: int = 0,
@@ -564,6 +580,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         self.memory = memory
         self.chunk_size = chunk_size
         self.stream = stream
+        self.stream_epochs = stream_epochs
         self.random_state = random_state
         self.report = report
         self.verbose = verbose
@@ -760,16 +777,21 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
                 "and only a kdtext.TextFiles can be read again in a fixed order. Pass TextFiles(paths) (write the "
                 "texts to Parquet, CSV or text files first), or stream='auto' to fit on X in memory."
             )
-        elif route != "soft" or not getattr(student, "_streams_transfer_set", False):
-            why = (
-                f"the student {type(student).__name__} on the {route!r} route takes all its texts in memory at once"
-                + (" (scikit-learn estimators such as TfidfVectorizer fit on a list of texts)"
-                   if not hasattr(student, "fit_soft") else "")
-            )
+        elif (route != "soft" and _partial_fit_blocker(student) is not None) or (
+                route == "soft" and not getattr(student, "_streams_transfer_set", False)):
+            # streams: kdtext's neural students on "soft"; on the other routes a scikit-learn student of stateless
+            # steps and a final partial_fit, which learns chunk by chunk
+            if route != "soft" and not hasattr(student, "fit_soft"):
+                why = (f"the student {type(student).__name__} on the {route!r} route cannot learn chunk by chunk: "
+                       f"{_partial_fit_blocker(student)}")
+            else:
+                why = f"the student {type(student).__name__} on the {route!r} route takes all its texts in memory at once"
             blocker = (
                 f"{why}, so it cannot learn from a stream of texts. Either read the corpus into memory, "
-                "fit(list(TextFiles(...))) or stream=False, if its texts fit in memory, or use a neural student "
-                "that streams (BiLSTMClassifier or TransformerClassifier, on target='soft')."
+                "fit(list(TextFiles(...))) or stream=False, if its texts fit in memory, or use a student that "
+                "streams: BiLSTMClassifier or TransformerClassifier (target='soft'), or a scikit-learn Pipeline of "
+                "stateless steps and a final estimator with partial_fit, e.g. make_pipeline(HashingVectorizer(), "
+                "SGDClassifier(loss='log_loss'))."
             )
         elif self.augment:
             blocker = (
@@ -989,6 +1011,8 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
                 texts, logits, gold, classes=classes, loss=self.loss, temperature=self.temperature, alpha=self.alpha,
                 **kw,
             )
+        if isinstance(texts, StreamedTexts):  # _streaming checked that the student learns by partial_fit
+            return self._partial_fit_stream(student, route, texts, logits, gold, classes)
         if route == "logits":
             return student.fit(texts, logits)
         key = _sample_weight_key(student)
@@ -1021,6 +1045,72 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
                 logger.info("%s takes no sample_weight: teacher labels are used unweighted", type(student).__name__)
             return student.fit(rows_X, rows_y)
         return student.fit(rows_X, rows_y, **{key: rows_w})
+
+    def _partial_fit_stream(self, student, route, texts, logits, gold, classes):
+        """Train a scikit-learn student chunk by chunk: its stateless steps transform each chunk, its final
+        estimator learns it by ``partial_fit``, ``stream_epochs`` passes over the stream.
+
+        Each chunk gives the rows the in-memory route would give for its texts (teacher labels weighted by
+        confidence, or one row per class weighted by the softened teacher distribution, or the logits; gold
+        rows weighted by ``alpha``), with the weights scaled by the same global factor (mean 1 per distinct
+        text), shuffled within the chunk."""
+        from sklearn.pipeline import Pipeline
+
+        if isinstance(student, Pipeline):
+            front = [step for _, step in student.steps[:-1] if step not in (None, "passthrough")]
+            final = student.steps[-1][1]
+        else:
+            front, final = [], student
+        weighted = _accepts(final.partial_fit, "sample_weight")
+        k = len(classes)
+        alpha = self.alpha if (gold >= 0).any() else 0.0
+        teacher_w = np.where(gold >= 0, 1 - alpha, 1.0)
+        if route == "hard":  # the global scale of the in-memory route: mean weight 1 per distinct text
+            total = sum(float((_softmax(logits[i : i + 65536]).max(axis=1) * teacher_w[i : i + 65536]).sum())
+                        for i in range(0, len(logits), 65536))
+            scale = len(gold) / (total + alpha * float((gold >= 0).sum()))
+        else:
+            scale = 1.0  # the class rows of a text sum to (1 - alpha) + alpha = 1
+        if route == "hard" and not weighted:
+            logger.info("%s.partial_fit takes no sample_weight: teacher labels are used unweighted",
+                        type(final).__name__)
+        rng = np.random.default_rng(seed_from_random_state(self.random_state))
+        first = True
+        for _ in range(self.stream_epochs):
+            start = 0
+            for chunk in texts.iter_chunks():
+                idx = np.arange(start, start + len(chunk))
+                start += len(chunk)
+                features = chunk
+                for step in front:
+                    if first:
+                        step.fit(features)  # stateless: validates and sets n_features_in_, learns nothing
+                    features = step.transform(features)
+                lg = np.asarray(logits[idx], dtype=np.float64)
+                if route == "logits":
+                    order = rng.permutation(len(idx))
+                    final.partial_fit(_take_rows(features, order), lg[order])
+                    first = False
+                    continue
+                if route == "hard":
+                    rows, labels = np.arange(len(idx)), np.argmax(lg, axis=1)
+                    weights = _softmax(lg).max(axis=1) * teacher_w[idx]
+                else:  # "proba"
+                    rows, labels = np.repeat(np.arange(len(idx)), k), np.tile(np.arange(k), len(idx))
+                    weights = (_softmax(lg, self.temperature) * teacher_w[idx][:, None]).reshape(-1)
+                labeled = np.flatnonzero(gold[idx] >= 0)
+                if alpha > 0 and len(labeled):
+                    rows = np.concatenate([rows, labeled])
+                    labels = np.concatenate([labels, gold[idx][labeled]])
+                    weights = np.concatenate([weights, np.full(len(labeled), alpha)])
+                keep = np.flatnonzero(weights > 0)
+                keep = keep[rng.permutation(len(keep))]
+                kw = {"sample_weight": weights[keep] * scale} if weighted else {}
+                if first and is_classifier(final):
+                    kw["classes"] = classes
+                final.partial_fit(_take_rows(features, rows[keep]), classes[labels[keep]], **kw)
+                first = False
+        return student
 
     # ----------------------------------------------------------- predict
     def _student_indices(self, texts) -> np.ndarray:
@@ -1194,6 +1284,53 @@ def _is_text_files(X) -> bool:
     from .labeling import TextFiles
 
     return isinstance(X, TextFiles)
+
+
+def _accepts(method, name: str) -> bool:
+    """Whether ``method`` takes a keyword ``name`` (or ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _take_rows(features, rows: np.ndarray):
+    """Rows of a chunk's features: a sparse matrix or array (indexing), else a list."""
+    if hasattr(features, "shape"):
+        return features[rows]
+    return [features[i] for i in rows]
+
+
+def _partial_fit_blocker(student) -> str | None:
+    """Why ``student`` cannot learn a stream chunk by chunk (None: it can).
+
+    It can when it is an estimator with ``partial_fit`` that takes texts, or a
+    Pipeline whose steps before the last are stateless (scikit-learn's
+    ``requires_fit`` tag is False, as for HashingVectorizer) and whose last
+    step has ``partial_fit``."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils import get_tags
+
+    if isinstance(student, Pipeline):
+        front = [step for _, step in student.steps[:-1] if step not in (None, "passthrough")]
+        final = student.steps[-1][1]
+    else:
+        front, final = [], student
+    reasons = []
+    for step in front:
+        try:
+            stateful = get_tags(step).requires_fit
+        except Exception:  # noqa: BLE001 - an object sklearn cannot read tags from: assume it learns
+            stateful = True
+        if stateful:
+            reasons.append(f"its step {type(step).__name__} learns from all texts at once (fit; only stateless steps "
+                           "such as HashingVectorizer stream)")
+    if not hasattr(final, "partial_fit"):
+        reasons.append(f"its final estimator {type(final).__name__} has no partial_fit (SGDClassifier has)")
+    return "; ".join(reasons) or None
 
 
 def _sample_weight_key(student) -> str | None:

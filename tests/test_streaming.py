@@ -271,8 +271,9 @@ def test_y_with_textfiles_is_checked_without_reading_texts_into_memory(tmp_path,
 def test_students_that_cannot_stream_say_so(tmp_path, teacher, corpus, caplog):
     texts, _ = corpus
     files = CountingFiles(write_corpus(tmp_path, texts), chunk_size=CHUNK)
-    with pytest.raises(TypeError, match=r"Pipeline on the 'hard' route takes all its texts in memory.*TfidfVectorizer"
-                                        r".*list\(TextFiles\(\.\.\.\)\).*BiLSTMClassifier"):
+    with pytest.raises(TypeError, match=r"Pipeline on the 'hard' route cannot learn chunk by chunk: its step "
+                                        r"TfidfVectorizer learns .*LogisticRegression has no partial_fit"
+                                        r".*list\(TextFiles\(\.\.\.\)\).*BiLSTMClassifier.*HashingVectorizer"):
         DistillationClassifier(teacher, tfidf_lr(), stream=True).fit(files)
     with pytest.raises(TypeError, match=r"'hard' route .*target='soft'"):
         DistillationClassifier(teacher, bilstm(), target="hard", stream=True).fit(files)
@@ -306,3 +307,94 @@ def test_a_changed_source_is_an_error():
     with pytest.raises(RuntimeError, match="changed while it was being read"):
         list(stream)
     assert list(StreamedTexts(Shrinking(), [0, 2])) == ["a", "c"]
+
+
+# ----------------------------------------------------------------------------- scikit-learn students by partial_fit
+def hashing_sgd(final=None):
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.linear_model import SGDClassifier
+
+    return make_pipeline(HashingVectorizer(n_features=2**12, alternate_sign=False),
+                         final if final is not None else SGDClassifier(loss="log_loss", random_state=0))
+
+
+def _recording_sgd():
+    from sklearn.linear_model import SGDClassifier
+
+    class RecordingSGD(SGDClassifier):
+        """Records every partial_fit call: rows, the sum of the weights, whether classes were passed."""
+
+        calls: list = []
+
+        def partial_fit(self, X, y, classes=None, sample_weight=None):
+            type(self).calls.append((X.shape[0], None if sample_weight is None else float(np.sum(sample_weight)),
+                                     classes is not None, sorted(set(np.asarray(y).tolist()))))
+            return super().partial_fit(X, y, classes=classes, sample_weight=sample_weight)
+
+    RecordingSGD.calls = []
+    return RecordingSGD(loss="log_loss", random_state=0)
+
+
+def test_sklearn_student_streams_by_partial_fit(tmp_path, teacher, corpus):
+    texts, y = corpus
+    files = CountingFiles(write_corpus(tmp_path, texts), chunk_size=CHUNK)
+    kd = DistillationClassifier(teacher, hashing_sgd(), stream_epochs=3, random_state=0).fit(files, y)
+    assert kd.streamed_ is True and kd.target_ == "hard" and kd.n_transfer_ == 500
+    assert files.max_chunk <= CHUNK
+    # hash, label, 3 epochs of partial_fit, predict (fidelity), the report's gold texts
+    assert files.passes == 7
+    assert kd.fidelity_ >= 0.9
+    again = DistillationClassifier(teacher, hashing_sgd(), stream_epochs=3, random_state=0).fit(
+        TextFiles(files.files, chunk_size=CHUNK), y)
+    np.testing.assert_array_equal(again.student_[-1].coef_, kd.student_[-1].coef_)  # random_state repeats it
+    # the same student learned in memory by its own fit agrees on the teacher's labels as well
+    memory = DistillationClassifier(teacher, hashing_sgd(), stream=False).fit(texts, y)
+    assert memory.streamed_ is False
+    X_test, _ = make_toy_texts(200, seed=9)
+    assert np.mean(kd.predict(X_test) == memory.predict(X_test)) >= 0.9
+
+
+def test_partial_fit_rows_and_weights_are_the_in_memory_routes(tmp_path, teacher, corpus):
+    texts, y = corpus
+    files = TextFiles(write_corpus(tmp_path, texts), chunk_size=CHUNK)
+    final = _recording_sgd()
+    DistillationClassifier(teacher, hashing_sgd(final), stream_epochs=2, random_state=0).fit(files, y)
+    calls = type(final).calls
+    per_epoch = len(calls) // 2
+    for epoch in (calls[:per_epoch], calls[per_epoch:]):
+        assert sum(c[0] for c in epoch) == 500  # one row per distinct text, alpha=0 adds no gold rows
+        assert sum(c[1] for c in epoch) == pytest.approx(500)  # confidence weights scaled to mean 1
+        assert max(c[0] for c in epoch) <= CHUNK
+    assert [c[2] for c in calls] == [True] + [False] * (len(calls) - 1)  # classes on the first call only
+
+    final = _recording_sgd()
+    DistillationClassifier(teacher, hashing_sgd(final), target="proba", alpha=0.5, stream_epochs=1,
+                           random_state=0).fit(files, y)
+    calls = type(final).calls
+    n_gold = int(len(np.unique(np.asarray(texts)[np.asarray(y) >= 0])))
+    assert sum(c[0] for c in calls) == 2 * 500 + n_gold  # a row per class, and one per gold label
+    assert sum(c[1] for c in calls) == pytest.approx(500)  # (1 - alpha) + alpha per labeled text
+    assert all(c[3] == [0, 1] for c in calls if c[0] > 1)
+
+
+def test_regressor_on_logits_streams(tmp_path, teacher, corpus):
+    from sklearn.linear_model import SGDRegressor
+    from sklearn.multioutput import MultiOutputRegressor
+
+    texts, y = corpus
+    files = TextFiles(write_corpus(tmp_path, texts), chunk_size=CHUNK)
+    kd = DistillationClassifier(teacher, hashing_sgd(MultiOutputRegressor(SGDRegressor(random_state=0))),
+                                random_state=0).fit(files, y)
+    assert kd.streamed_ and kd.target_ == "logits"
+    assert kd.decision_function(texts[:5]).shape == (5,)
+    assert kd.fidelity_ >= 0.8
+
+
+def test_stream_false_keeps_a_hashing_student_in_memory(tmp_path, teacher, corpus):
+    texts, y = corpus
+    files = CountingFiles(write_corpus(tmp_path, texts), chunk_size=CHUNK)
+    with pytest.raises(TypeError, match="augment=2 .*does not stream"):
+        DistillationClassifier(teacher, hashing_sgd(), augment=2, stream=True).fit(files, y)
+    kd = DistillationClassifier(teacher, hashing_sgd(), stream=False, report=False).fit(
+        TextFiles(files.files, chunk_size=CHUNK), y)
+    assert kd.streamed_ is False and kd.n_transfer_ == 500
