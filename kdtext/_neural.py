@@ -1217,6 +1217,9 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                 "kdtext version?). Remove them from the file or load with the version that saved it."
             )
         legacy = {k: v for k, v in cls._legacy_params.items() if k not in saved}  # saved before they existed
+        if isinstance(saved.get("class_weight"), dict):  # JSON made its keys str: give back the classes' own keys
+            by_name = {str(c): c for c in classes}
+            saved["class_weight"] = {by_name.get(k, k): w for k, w in saved["class_weight"].items()}
         est = cls(**{**legacy, **saved, **params, "device": device})
         try:
             est._validate_params()  # saved values and overrides alike

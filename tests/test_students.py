@@ -151,6 +151,16 @@ def test_save_pretrained_from_pretrained_identical(fitted, toy, tmp_path):
     assert loaded.get_params()["hidden_dim"] == FAST["hidden_dim"]
 
 
+def test_class_weight_keys_survive_save_and_load(toy, tmp_path):
+    (X, y), _ = toy
+    fast = {**FAST, "epochs": 1}
+    for labels, weights in ((y, {0: 1.0, 1: 3.0}), (np.array(["neg", "pos"])[y], {"neg": 1.0, "pos": 3.0})):
+        clf = BiLSTMClassifier(random_state=0, class_weight=weights, **fast).fit(X, labels)
+        loaded = BiLSTMClassifier.from_pretrained(clf.save_pretrained(tmp_path / str(labels.dtype)), device="cpu")
+        assert loaded.get_params()["class_weight"] == weights  # JSON writes int keys as str: they come back
+        loaded.fit(X, labels)  # and name the classes again, so a refit accepts them
+
+
 def test_string_labels(toy):
     (X, y), (X_test, y_test) = toy
     names = np.array(["neg", "pos"])
