@@ -12,9 +12,13 @@ fits, each in a fresh Python subprocess (this script with ``--child``):
 - ``list``: the same fit on ``list(TextFiles(corpus))``, the in-memory path.
 
 Teacher: ``TfidfVectorizer(sublinear_tf=True) + LogisticRegression`` fitted
-on the SST-2 train split. Student: ``BiLSTMClassifier(vocab_size=2000,
-embedding_dim=32, hidden_dim=32, epochs=1, batch_size=--batch-size,
-validation_fraction=None, random_state=0)``. Texts: those of
+on the SST-2 train split. Student (``--student``): ``bilstm`` (the default),
+``BiLSTMClassifier(vocab_size=2000, embedding_dim=32, hidden_dim=32,
+epochs=1, batch_size=--batch-size, validation_fraction=None,
+random_state=0)``; or ``sgd``, ``make_pipeline(HashingVectorizer(ngram_range=(1,
+2), n_features=2**20, alternate_sign=False), SGDClassifier(loss="log_loss",
+random_state=0))``, the scikit-learn student that streams by ``partial_fit``
+(``stream_epochs=--stream-epochs``; in memory SGD's own ``fit``). Texts: those of
 ``benchmarks/memory.py`` (SST-2 train/dev/test sentences and phrases
 repeated to ``N``, each with one extra SST-2 word so that all ``N`` are
 distinct while the vocabulary stays SST-2's).
@@ -35,8 +39,9 @@ thread (``OMP_NUM_THREADS=1``) on a shared machine::
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python benchmarks/stream_scale.py --n 100000,1000000
 
-Each size writes ``benchmarks/results/stream_scale-<N>.json``; the slopes go
-into the file of the largest size.
+Each size writes ``benchmarks/results/stream_scale-<N>.json``
+(``stream_scale-sgd-<N>.json`` for ``--student sgd``); the slopes go into the
+file of the largest size.
 """
 
 from __future__ import annotations
@@ -150,7 +155,22 @@ def _peak_rss_kib() -> int:
     return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB on Linux
 
 
-def run_child(mode: str, n: int, corpus: Path, labels: Path, teacher_file: Path, batch_size: int) -> dict[str, Any]:
+def make_student(kind: str, batch_size: int):
+    from kdtext import BiLSTMClassifier
+
+    if kind == "sgd":
+        from sklearn.feature_extraction.text import HashingVectorizer
+        from sklearn.linear_model import SGDClassifier
+        from sklearn.pipeline import make_pipeline
+
+        return make_pipeline(HashingVectorizer(ngram_range=(1, 2), n_features=1 << 20, alternate_sign=False),
+                             SGDClassifier(loss="log_loss", random_state=0))
+    return BiLSTMClassifier(vocab_size=2000, embedding_dim=32, hidden_dim=32, epochs=1, batch_size=batch_size,
+                            validation_fraction=None, random_state=0)
+
+
+def run_child(mode: str, n: int, corpus: Path, labels: Path, teacher_file: Path, batch_size: int,
+              kind: str = "bilstm", stream_epochs: int = 5) -> dict[str, Any]:
     t0 = time.perf_counter()
     import numpy as np
     import pyarrow.parquet  # noqa: F401 - TextFiles reads with it: imported before the baseline
@@ -158,20 +178,20 @@ def run_child(mode: str, n: int, corpus: Path, labels: Path, teacher_file: Path,
 
     import kdtext._neural  # noqa: F401
     import kdtext.students  # noqa: F401
-    from kdtext import BiLSTMClassifier, DistillationClassifier, TextFiles
+    from kdtext import DistillationClassifier, TextFiles
 
     teacher = pickle.loads(teacher_file.read_bytes())
     out: dict[str, Any] = {"mode": mode, "n": n, "import_s": time.perf_counter() - t0,
                            "threads": torch.get_num_threads(), "kdtext_file": sys.modules["kdtext"].__file__}
     out["base_KiB"] = _peak_rss_kib()
     out["base_anon_KiB"] = AnonSampler.read_kib()
-    student = BiLSTMClassifier(vocab_size=2000, embedding_dim=32, hidden_dim=32, epochs=1, batch_size=batch_size,
-                               validation_fraction=None, random_state=0)
+    student = make_student(kind, batch_size)
     files = TextFiles(str(corpus / "*.parquet"))
     with AnonSampler() as anon:
         t0 = time.perf_counter()
         if mode == "stream":
-            kd = DistillationClassifier(teacher, student, memory=labels, stream=True).fit(files)
+            kd = DistillationClassifier(teacher, student, memory=labels, stream=True,
+                                        stream_epochs=stream_epochs).fit(files)
         else:
             texts = list(files)
             out["list_s"] = time.perf_counter() - t0
@@ -180,7 +200,8 @@ def run_child(mode: str, n: int, corpus: Path, labels: Path, teacher_file: Path,
     out["peak_KiB"] = _peak_rss_kib()
     out["peak_anon_KiB"] = anon.peak_kib
     out.update(streamed=bool(kd.streamed_), n_transfer=int(kd.n_transfer_), n_teacher_calls=int(kd.n_teacher_calls_),
-               fidelity=float(kd.fidelity_), vocab=int(kd.student_.tokenizer_.get_vocab_size()),
+               fidelity=float(kd.fidelity_), student=kind,
+               vocab=int(kd.student_.tokenizer_.get_vocab_size()) if kind == "bilstm" else None,
                logits_memmapped=isinstance(kd.teacher_logits_, np.memmap))
     return out
 
@@ -189,7 +210,8 @@ def run_child(mode: str, n: int, corpus: Path, labels: Path, teacher_file: Path,
 def measure(mode: str, n: int, paths: dict[str, Path], args) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--n", str(n),
            "--corpus", str(paths["corpus"]), "--labels", str(paths["labels"]), "--teacher", str(paths["teacher"]),
-           "--batch-size", str(args.batch_size)]
+           "--batch-size", str(args.batch_size), "--student", args.student,
+           "--stream-epochs", str(args.stream_epochs)]
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
@@ -243,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES), help="fits to run: stream,list (default: both)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=512, help="the student's batch size (default: 512)")
+    parser.add_argument("--student", choices=("bilstm", "sgd"), default="bilstm",
+                        help="bilstm (default) or sgd: HashingVectorizer + SGDClassifier, streamed by partial_fit")
+    parser.add_argument("--stream-epochs", type=int, default=5, help="stream_epochs of the sgd student (default: 5)")
     parser.add_argument("--timeout", type=float, default=7200.0, help="longest fit, seconds")
     parser.add_argument("--tmp", type=Path, default=None, help="folder for the corpus and labels (default: a temp dir)")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
@@ -255,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = parse_sizes(args.n)
 
     if args.child:
-        report = run_child(args.child, sizes[0], args.corpus, args.labels, args.teacher, args.batch_size)
+        report = run_child(args.child, sizes[0], args.corpus, args.labels, args.teacher, args.batch_size,
+                           args.student, args.stream_epochs)
         print(RESULT_TAG + json.dumps(report), flush=True)
         return 0
 
@@ -293,8 +319,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  peak RSS {_mb(report['peak_KiB']):.0f} MB (anon {_mb(report['peak_anon_KiB']):.0f} MB),"
                           f" {report['fit_s']:.0f} s", flush=True)
             reports.extend(rows_n)
-            _common.write_json(args.out.with_name(f"{NAME}-{n}.json"), {
-                "benchmark": NAME, "n": n, "seed": args.seed, "batch_size": args.batch_size, **setup,
+            suffix = "" if args.student == "bilstm" else f"-{args.student}"
+            _common.write_json(args.out.with_name(f"{NAME}{suffix}-{n}.json"), {
+                "benchmark": NAME, "n": n, "seed": args.seed, "batch_size": args.batch_size, "student": args.student,
+                "stream_epochs": args.stream_epochs, **setup,
                 "kdtext_commit": _git_commit(Path(__file__).resolve().parents[1]),
                 "rows": [to_row(r) for r in rows_n], "reports": rows_n,
                 **({"slopes": slopes(reports), "sizes_in_slopes": sizes} if n == max(sizes) else {}),

@@ -1063,12 +1063,16 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
             front, final = [], student
         weighted = _accepts(final.partial_fit, "sample_weight")
         k = len(classes)
-        alpha = self.alpha if (gold >= 0).any() else 0.0
-        teacher_w = np.where(gold >= 0, 1 - alpha, 1.0)
+        n_gold = int(np.count_nonzero(gold >= 0))
+        alpha = self.alpha if n_gold else 0.0
+
+        def teacher_w(rows):  # weight of the teacher's rows: 1 - alpha where a gold row joins them
+            return np.where(gold[rows] >= 0, 1 - alpha, 1.0)
+
         if route == "hard":  # the global scale of the in-memory route: mean weight 1 per distinct text
-            total = sum(float((_softmax(logits[i : i + 65536]).max(axis=1) * teacher_w[i : i + 65536]).sum())
+            total = sum(float((_softmax(logits[i : i + 65536]).max(axis=1) * teacher_w(slice(i, i + 65536))).sum())
                         for i in range(0, len(logits), 65536))
-            scale = len(gold) / (total + alpha * float((gold >= 0).sum()))
+            scale = len(gold) / (total + alpha * n_gold)
         else:
             scale = 1.0  # the class rows of a text sum to (1 - alpha) + alpha = 1
         if route == "hard" and not weighted:
@@ -1094,10 +1098,10 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
                     continue
                 if route == "hard":
                     rows, labels = np.arange(len(idx)), np.argmax(lg, axis=1)
-                    weights = _softmax(lg).max(axis=1) * teacher_w[idx]
+                    weights = _softmax(lg).max(axis=1) * teacher_w(idx)
                 else:  # "proba"
                     rows, labels = np.repeat(np.arange(len(idx)), k), np.tile(np.arange(k), len(idx))
-                    weights = (_softmax(lg, self.temperature) * teacher_w[idx][:, None]).reshape(-1)
+                    weights = (_softmax(lg, self.temperature) * teacher_w(idx)[:, None]).reshape(-1)
                 labeled = np.flatnonzero(gold[idx] >= 0)
                 if alpha > 0 and len(labeled):
                     rows = np.concatenate([rows, labeled])
