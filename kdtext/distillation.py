@@ -191,7 +191,34 @@ def teacher_fingerprint(teacher: Any) -> str:
     own = getattr(teacher, "_fingerprint", None)
     if callable(own):
         return own()
-    return joblib.hash(pickle.loads(pickle.dumps(teacher)))
+    copy = pickle.loads(pickle.dumps(teacher))
+    _drop_volatile(copy, set())
+    return joblib.hash(copy)
+
+
+#: Fitted attributes that differ between processes for the same model: ``TfidfVectorizer`` & co. keep
+#: ``id(stop_words)``, an address, so the same fit in another process would miss the ``memory`` cache.
+_VOLATILE_ATTRIBUTES = ("_stop_words_id",)
+
+
+def _drop_volatile(obj: Any, seen: set) -> None:
+    """Reset :data:`_VOLATILE_ATTRIBUTES` in an estimator and the estimators it holds (a throwaway copy)."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, (list, tuple)):
+        for item in obj:
+            _drop_volatile(item, seen)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            _drop_volatile(item, seen)
+    elif isinstance(obj, BaseEstimator):
+        for name in _VOLATILE_ATTRIBUTES:
+            if name in vars(obj):
+                setattr(obj, name, None)
+        for item in vars(obj).values():
+            if isinstance(item, (BaseEstimator, list, tuple, dict)):
+                _drop_volatile(item, seen)
 
 
 def _memory_location(memory: Any) -> str | None:

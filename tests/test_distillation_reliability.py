@@ -239,6 +239,30 @@ def test_ctrl_c_in_the_students_first_epoch_reraises_and_changes_nothing(monkeyp
     assert kd.student_ is student and np.array_equal(kd.predict_proba(PROBE), before)
 
 
+def test_tfidf_teacher_fingerprint_ignores_the_stop_words_address():
+    """Defect: TfidfVectorizer keeps id(stop_words), an address that differs between processes, so the same TF-IDF
+    teacher fitted again in a new session missed its memory cache."""
+    import pickle
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline, make_union
+
+    from kdtext.distillation import teacher_fingerprint
+
+    X, y = make_toy_texts(40, seed=0)
+    teacher = make_pipeline(make_union(TfidfVectorizer(), TfidfVectorizer(analyzer="char")),
+                            LogisticRegression()).fit(X, y)
+    other = pickle.loads(pickle.dumps(teacher))  # as if fitted in another process: another address
+    words = other[0].transformer_list[0][1]  # the word analyzer checks its stop words (the char one does not)
+    words._stop_words_id = words._stop_words_id + 4096
+    assert teacher_fingerprint(other) == teacher_fingerprint(teacher)
+    assert other[0].transformer_list[0][1]._stop_words_id != teacher[0].transformer_list[0][1]._stop_words_id
+    changed = pickle.loads(pickle.dumps(teacher))
+    changed[-1].coef_[0, 0] += 1.0
+    assert teacher_fingerprint(changed) != teacher_fingerprint(teacher)  # a real difference still shows
+
+
 def test_teacher_fingerprint_survives_pickling():
     """Defect: joblib.hash of a fitted LogisticRegression changed after a pickle round trip (coef_ is a view),
     so GridSearchCV(n_jobs=...) workers missed the teacher cache and labeled every text again."""
