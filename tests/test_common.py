@@ -84,10 +84,6 @@ def _static(paths):
     )
 
 
-def _static_bigrams(paths):
-    return _static(paths).set_params(bigram_buckets=16)
-
-
 def _distill_static(paths, labels=None):
     from kdtext import DistillationClassifier
 
@@ -145,7 +141,6 @@ ESTIMATORS = {
     "BiLSTMClassifier": (_bilstm, {"hidden_dim": [8, 16]}, {}),
     "BiLSTMClassifier[pretrained]": (_bilstm_pretrained, {"hidden_dim": [4, 8]}, {}),
     "StaticEmbeddingClassifier": (_static, {"hidden_dim": [0, 8]}, {}),
-    "StaticEmbeddingClassifier[bigrams]": (_static_bigrams, {"bigram_buckets": [0, 16]}, {}),
     "DistillationClassifier[static]": (_distill_static, {"loss": ["kl", "mse"]}, _DISTILLER),
     "DistillationClassifier[bilstm]": (_distill_bilstm, {"temperature": [1.0, 4.0]}, _DISTILLER),
     "DistillationClassifier[tfidf+ridge]": (_distill_ridge, {"student__ridge__alpha": [0.1, 1.0]}, _DISTILLER),
