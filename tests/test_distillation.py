@@ -281,6 +281,25 @@ def test_augmentation_is_deterministic_and_labeled_by_teacher(teacher, data):
     assert c.n_transfer_ != a.n_transfer_ or not np.array_equal(np.array(a.teacher_logits_), np.array(c.teacher_logits_))
 
 
+def test_augment_auto_grows_small_transfer_sets_of_neural_students(teacher, data, monkeypatch):
+    from kdtext import BiLSTMClassifier
+
+    X, y = all_x_y(data)
+    kd = DistillationClassifier(teacher, tfidf_ridge(), augment="auto").fit(X, y)
+    assert kd.augment_ == 0 and kd.n_transfer_ == len(set(X))  # scikit-learn students: none
+    student = BiLSTMClassifier(vocab_size=300, embedding_dim=8, hidden_dim=8, epochs=1, random_state=0)
+    kd = DistillationClassifier(teacher, student, augment="auto", random_state=0).fit(X, y)
+    assert kd.augment_ == distillation_module.AUGMENT_MAX  # a few hundred texts: the most variants
+    assert kd.n_transfer_ > 2 * len(set(X))
+    assert DistillationClassifier(teacher, student, augment=1).fit(X, y).augment_ == 1
+    # the rule: variants enough to reach AUGMENT_TARGET texts, at most AUGMENT_MAX, none beyond the target
+    auto = DistillationClassifier(teacher, student, augment="auto")
+    target = distillation_module.AUGMENT_TARGET
+    assert [auto._n_variants(n, "soft") for n in (100, target // 5, target // 2, target - 1, target, 10 * target)] \
+        == [4, 4, 1, 1, 0, 0]
+    assert auto._n_variants(100, "hard") == 0
+
+
 # -------------------------------------------------------------------- labels
 def test_y_none_all_unlabeled_and_generators(teacher, data):
     X, _, X_unl = data

@@ -279,6 +279,7 @@ def test_students_that_cannot_stream_say_so(tmp_path, teacher, corpus, caplog):
         DistillationClassifier(teacher, bilstm(), target="hard", stream=True).fit(files)
     with pytest.raises(TypeError, match=r"augment=2 .*does not stream.*augment=0"):
         DistillationClassifier(teacher, bilstm(), augment=2, stream=True).fit(files)
+    assert DistillationClassifier(teacher, bilstm(), augment="auto")._streaming(files, bilstm(), "soft")
     with pytest.raises(TypeError, match=r"X is a list: .*only a kdtext.TextFiles"):
         DistillationClassifier(teacher, bilstm(), stream=True).fit(texts)
     assert files.passes == 0  # refused before reading anything
