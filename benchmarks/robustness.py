@@ -216,7 +216,8 @@ CS = [0.1, 0.3, 1, 3, 10, 30, 100]
 RIDGE_ALPHAS = [0.1, 0.3, 1, 3, 10]
 #: the rows in the summary plot: what a user gets (defaults, the CV variant, Ridge on logits, augmentation)
 PLOT_ROWS = ["lr_distilled_default", "lr_cv", "ridge_distilled_logits", "bilstm_distilled_default",
-             "bilstm_distilled_mse", "bilstm_distilled_aug", "bilstm_distilled_pretrained", "static_distilled_base", "static_distilled_teacher"]
+             "bilstm_distilled_mse", "bilstm_distilled_aug", "bilstm_distilled_aug_kl", "bilstm_distilled_pretrained",
+             "static_distilled_base", "static_distilled_teacher"]
 AUGMENT = 4  # Tang et al. variants per transfer text in bilstm_distilled_aug, bilstm_distilled_aug_kl, lr_distilled_aug
 RIDGE_GCV_MAX = 10_000  # RidgeCV's leave-one-out eigendecomposes an n x n Gram matrix: bound n
 N_BOOT = 200
@@ -1282,9 +1283,11 @@ def summarise(payload: dict) -> tuple[list[int], dict]:
 
 #: the summary's columns: what a user gets, beside the teacher and the twins
 SUMMARY_ROWS = ["teacher", "lr_twin", "lr_distilled_default", "lr_cv", "ridge_distilled_logits", "bilstm_twin",
-                "bilstm_distilled_default", "bilstm_distilled_aug", "bilstm_pretrained_twin",
-                "bilstm_distilled_pretrained", "static_twin", "static_distilled_base",
+                "bilstm_distilled_default", "bilstm_distilled_aug", "bilstm_distilled_aug_kl", "lr_distilled_aug",
+                "bilstm_pretrained_twin", "bilstm_distilled_pretrained", "static_twin", "static_distilled_base",
                 "static_distilled_teacher"]
+#: (candidate, the default it would replace): compared on the sets and sizes where both ran
+SUMMARY_PAIRS = (("bilstm_distilled_aug_kl", "bilstm_distilled_default"), ("lr_distilled_aug", "lr_distilled_default"))
 BINARY_METRICS = {"f1_pos"}
 
 
@@ -1296,6 +1299,7 @@ def summary_table(out_dir: Path) -> str:
     kinds = (("lr", "lr_distilled_default"), ("bilstm", "bilstm_distilled_default"),
              ("static", "static_distilled_base"))
     gains, shares = {k: [] for k, _ in kinds}, {k: [] for k, _ in kinds}
+    paired = {pair: [] for pair in SUMMARY_PAIRS}  # (share of the candidate, share of the default)
     for path in result_files(out_dir):
         payload = read_results(path)
         if not payload.get("rows"):
@@ -1319,6 +1323,10 @@ def summary_table(out_dir: Path) -> str:
                     shares[kind].append(c["share"])
                 else:
                     sh.append("–")
+            for cand, base in SUMMARY_PAIRS:
+                a, b = cells.get((cand, n)), cells.get((base, n))
+                if a and b and a.get("share") is not None and b.get("share") is not None:
+                    paired[(cand, base)].append((a["share"], b["share"], f"{payload['set']} n={n}"))
             lines.append(f"| {payload['set']} ({payload['metric']}) | {n} | " + " | ".join(vals)
                          + f" | {', '.join(g)} | {', '.join(sh)} |")
     lines.append("")
@@ -1326,6 +1334,11 @@ def summary_table(out_dir: Path) -> str:
         if gains[kind]:
             lines.append(f"- {kind} with defaults: mean gain over its twin {np.mean(gains[kind]):+.3f} "
                          f"(min {min(gains[kind]):+.3f}); mean share of the teacher {np.mean(shares[kind]):.1%}")
+    for (cand, base), got in paired.items():
+        if got:
+            lines.append(f"- {cand} vs {base} on the {len(got)} set/size pairs where both ran "
+                         f"({', '.join(g[2] for g in got)}): mean share of the teacher "
+                         f"{np.mean([g[0] for g in got]):.1%} vs {np.mean([g[1] for g in got]):.1%}")
     text = "\n".join(lines)
     print(text)
     return text
