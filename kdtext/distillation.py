@@ -474,9 +474,14 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
     stream_epochs : int, default=5
         Passes of ``partial_fit`` over a streamed transfer set, for a
         scikit-learn student that streams (see ``stream``); unused otherwise.
-        Five passes: on ru_toxic's 12,250 texts, ``HashingVectorizer`` +
-        ``SGDClassifier(loss="log_loss")`` levelled off after about five
-        (``benchmarks/stream_scale.py``).
+        Five: ``benchmarks/robustness.py`` (rows ``sgd_stream_e*``,
+        ``HashingVectorizer`` + ``SGDClassifier(loss="log_loss")`` on 5,000
+        texts, 1,000 of them labeled) found the streamed student within one
+        standard error of the same student fitted in memory from 3 passes on
+        SST-2, GoEmotions and ru_toxic, and on Banking77 (77 classes) 1.0
+        point under it at 5 passes and level at 10 (0.747, 0.757; SE 0.013).
+        Larger transfer sets need fewer passes; each costs one read of the
+        files.
     random_state : int, RandomState instance or None, default=None
         Seeds augmentation; passed to nothing else (students have their own).
     report : bool, default=True
