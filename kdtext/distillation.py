@@ -1117,14 +1117,11 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         confidence, or one row per class weighted by the softened teacher distribution, or the logits; gold
         rows weighted by ``alpha``), with the weights scaled by the same global factor (mean 1 per distinct
         text), shuffled within the chunk."""
-        from sklearn.pipeline import Pipeline
-
-        if isinstance(student, Pipeline):
-            front = [step for _, step in student.steps[:-1] if step not in (None, "passthrough")]
-            final = student.steps[-1][1]
-        else:
-            front, final = [], student
+        front, final = _pipeline_parts(student)
         weighted = _accepts(final.partial_fit, "sample_weight")
+        if route == "proba" and not weighted:
+            raise TypeError(f"target='proba' needs sample weights, and {type(final).__name__}.partial_fit takes none; "
+                            "use target='hard', or stream=False.")
         k = len(classes)
         n_gold = int(np.count_nonzero(gold >= 0))
         alpha = self.alpha if n_gold else 0.0
@@ -1153,7 +1150,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
                     if first:
                         step.fit(features)  # stateless: validates and sets n_features_in_, learns nothing
                     features = step.transform(features)
-                lg = np.asarray(logits[idx], dtype=np.float64)
+                lg = np.asarray(logits[idx[0] : idx[-1] + 1], dtype=np.float64)
                 if route == "logits":
                     order = rng.permutation(len(idx))
                     final.partial_fit(_take_rows(features, order), lg[order])
@@ -1371,6 +1368,16 @@ def _take_rows(features, rows: np.ndarray):
     return [features[i] for i in rows]
 
 
+def _pipeline_parts(student) -> tuple[list, Any]:
+    """``(steps before the last, final estimator)`` of a Pipeline (``"passthrough"`` steps left out);
+    ``([], student)`` for any other estimator."""
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(student, Pipeline):
+        return [step for _, step in student.steps[:-1] if step not in (None, "passthrough")], student.steps[-1][1]
+    return [], student
+
+
 def _partial_fit_blocker(student) -> str | None:
     """Why ``student`` cannot learn a stream chunk by chunk (None: it can).
 
@@ -1378,14 +1385,9 @@ def _partial_fit_blocker(student) -> str | None:
     Pipeline whose steps before the last are stateless (scikit-learn's
     ``requires_fit`` tag is False, as for HashingVectorizer) and whose last
     step has ``partial_fit``."""
-    from sklearn.pipeline import Pipeline
     from sklearn.utils import get_tags
 
-    if isinstance(student, Pipeline):
-        front = [step for _, step in student.steps[:-1] if step not in (None, "passthrough")]
-        final = student.steps[-1][1]
-    else:
-        front, final = [], student
+    front, final = _pipeline_parts(student)
     reasons = []
     for step in front:
         try:
