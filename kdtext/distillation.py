@@ -478,8 +478,9 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         ``HashingVectorizer`` + ``SGDClassifier(loss="log_loss")`` on 5,000
         texts, 1,000 of them labeled) found the streamed student within one
         standard error of the same student fitted in memory from 3 passes on
-        SST-2, GoEmotions and ru_toxic, and on Banking77 (77 classes) 1.0
-        point under it at 5 passes and level at 10 (0.747, 0.757; SE 0.013).
+        SST-2, IMDB, GoEmotions, ru_toxic and GermEval, and on Banking77 (77
+        classes) 1.0 point under it at 5 passes and level at 10 (0.747,
+        0.757; SE 0.013).
         Larger transfer sets need fewer passes; each costs one read of the
         files.
     random_state : int, RandomState instance or None, default=None
