@@ -1082,29 +1082,12 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         if route == "logits":
             return student.fit(texts, logits)
         key = _sample_weight_key(student)
-        if route == "hard":
-            labels = np.argmax(logits, axis=1)
-            weights = _softmax(logits).max(axis=1)
-            rows_X, rows_y, rows_w = list(texts), labels, weights
-        else:  # "proba": one row per class, weighted by the softened teacher distribution
-            p = _softmax(logits, self.temperature)
-            k = len(classes)
-            rows_X = [t for t in texts for _ in range(k)]
-            rows_y = np.tile(np.arange(k), len(texts))
-            rows_w = p.reshape(-1)
-        labeled = np.flatnonzero(gold >= 0)
-        if len(labeled) and self.alpha > 0:
-            teacher_w = np.ones(len(texts))
-            teacher_w[labeled] = 1 - self.alpha
-            rows_w = rows_w * (np.repeat(teacher_w, len(rows_y) // len(texts)))
-            rows_X = rows_X + [texts[i] for i in labeled]
-            rows_y = np.concatenate([rows_y, gold[labeled]])
-            rows_w = np.concatenate([rows_w, np.full(len(labeled), self.alpha)])
+        rows, rows_y, rows_w = _route_rows(route, logits, gold, self.alpha, self.temperature)
         # Scale the weights to mean 1 per distinct text: confidence weights alone (mean 0.37 for a flat teacher) would
         # shrink the data term against the student's fixed regularisation (LogisticRegression's C).
         rows_w = rows_w * (len(texts) / rows_w.sum())
         keep = rows_w > 0
-        rows_X = [x for x, k in zip(rows_X, keep) if k]
+        rows_X = [texts[i] for i in rows[keep]]
         rows_y, rows_w = classes[rows_y[keep]], rows_w[keep]
         if key is None:
             if route == "hard" and not np.allclose(rows_w, rows_w[0]):
@@ -1125,51 +1108,32 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         if route == "proba" and not weighted:
             raise TypeError(f"target='proba' needs sample weights, and {type(final).__name__}.partial_fit takes none; "
                             "use target='hard', or stream=False.")
-        k = len(classes)
-        n_gold = int(np.count_nonzero(gold >= 0))
-        alpha = self.alpha if n_gold else 0.0
-
-        def teacher_w(rows):  # weight of the teacher's rows: 1 - alpha where a gold row joins them
-            return np.where(gold[rows] >= 0, 1 - alpha, 1.0)
-
-        if route == "hard":  # the global scale of the in-memory route: mean weight 1 per distinct text
-            total = sum(float((_softmax(logits[i : i + 65536]).max(axis=1) * teacher_w(slice(i, i + 65536))).sum())
-                        for i in range(0, len(logits), 65536))
-            scale = len(gold) / (total + alpha * n_gold)
-        else:
-            scale = 1.0  # the class rows of a text sum to (1 - alpha) + alpha = 1
+        if route != "logits":  # the global scale of the in-memory route: mean weight 1 per distinct text
+            total = sum(float(_route_rows(route, logits[i : i + 65536], gold[i : i + 65536], self.alpha,
+                                          self.temperature)[2].sum()) for i in range(0, len(logits), 65536))
+            scale = len(gold) / total
         if route == "hard" and not weighted:
             logger.info("%s.partial_fit takes no sample_weight: teacher labels are used unweighted",
                         type(final).__name__)
         rng = np.random.default_rng(seed_from_random_state(self.random_state))
         first = True
         for _ in range(self.stream_epochs):
-            start = 0
+            stop = 0
             for chunk in texts.iter_chunks():
-                idx = np.arange(start, start + len(chunk))
-                start += len(chunk)
+                block = slice(stop, stop + len(chunk))
+                stop = block.stop
                 features = chunk
                 for step in front:
                     if first:
                         step.fit(features)  # stateless: validates and sets n_features_in_, learns nothing
                     features = step.transform(features)
-                lg = np.asarray(logits[idx[0] : idx[-1] + 1], dtype=np.float64)
+                lg = np.asarray(logits[block], dtype=np.float64)
                 if route == "logits":
-                    order = rng.permutation(len(idx))
+                    order = rng.permutation(len(chunk))
                     final.partial_fit(_take_rows(features, order), lg[order])
                     first = False
                     continue
-                if route == "hard":
-                    rows, labels = np.arange(len(idx)), np.argmax(lg, axis=1)
-                    weights = _softmax(lg).max(axis=1) * teacher_w(idx)
-                else:  # "proba"
-                    rows, labels = np.repeat(np.arange(len(idx)), k), np.tile(np.arange(k), len(idx))
-                    weights = (_softmax(lg, self.temperature) * teacher_w(idx)[:, None]).reshape(-1)
-                labeled = np.flatnonzero(gold[idx] >= 0)
-                if alpha > 0 and len(labeled):
-                    rows = np.concatenate([rows, labeled])
-                    labels = np.concatenate([labels, gold[idx][labeled]])
-                    weights = np.concatenate([weights, np.full(len(labeled), alpha)])
+                rows, labels, weights = _route_rows(route, lg, gold[block], self.alpha, self.temperature)
                 keep = np.flatnonzero(weights > 0)
                 keep = keep[rng.permutation(len(keep))]
                 kw = {"sample_weight": weights[keep] * scale} if weighted else {}
@@ -1351,6 +1315,31 @@ def _is_text_files(X) -> bool:
     from .labeling import TextFiles
 
     return isinstance(X, TextFiles)
+
+
+def _route_rows(route: str, logits: np.ndarray, gold: np.ndarray, alpha: float, temperature: float):
+    """The training rows of the "hard" and "proba" routes for some texts: ``(text, class, weight)`` per row.
+
+    "hard": one row per text, its teacher label weighted by the teacher's
+    confidence; "proba": one row per text and class, weighted by the softened
+    teacher distribution. Where a text has a gold label (``gold >= 0``) and
+    ``alpha > 0``, its teacher rows weigh ``1 - alpha`` and a gold row of
+    weight ``alpha`` follows all teacher rows. The weights are not yet scaled.
+    """
+    n, k = logits.shape
+    teacher_w = np.where(gold >= 0, 1 - alpha, 1.0) if alpha > 0 else np.ones(n)
+    if route == "hard":
+        rows, labels = np.arange(n), np.argmax(logits, axis=1)
+        weights = _softmax(logits).max(axis=1) * teacher_w
+    else:  # "proba"
+        rows, labels = np.repeat(np.arange(n), k), np.tile(np.arange(k), n)
+        weights = (_softmax(logits, temperature) * teacher_w[:, None]).reshape(-1)
+    labeled = np.flatnonzero(gold >= 0)
+    if alpha > 0 and len(labeled):
+        rows = np.concatenate([rows, labeled])
+        labels = np.concatenate([labels, gold[labeled]])
+        weights = np.concatenate([weights, np.full(len(labeled), alpha)])
+    return rows, labels, weights
 
 
 def _accepts(method, name: str) -> bool:
