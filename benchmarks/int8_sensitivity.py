@@ -4,7 +4,8 @@ The teacher: a fitted ``TransformerClassifier`` folder (``--teacher``; default t
 ``benchmarks/distill_sst2.py`` saves in ``benchmarks/.cache/distill_sst2-teacher``: MiniLM fine-tuned on 8,000 SST-2
 texts). It is exported to ONNX fp32 once (``export_onnx``), then quantized with onnxruntime's ``quantize_dynamic``
 the way ``export_onnx(quantize="int8")`` does (int8 weights, one scale per output channel, 7-bit weights) with
-some MatMuls left out of the quantization (``nodes_to_exclude``). Texts: ``sst2/dev.csv`` + ``sst2/test.csv``
+some MatMuls left out of the quantization (``nodes_to_exclude``), through the export's own
+``kdtext.onnx._quantize_int8``. Texts: ``sst2/dev.csv`` + ``sst2/test.csv``
 (2,693 sentences).
 
 - ``--sensitivity``: each weight MatMul/Gemm quantized ALONE (the rest fp32) on the first 1,000 texts: the mean
@@ -61,23 +62,15 @@ def weight_matmuls(model_path: Path) -> list[str]:
 
 
 def quantized(fp32: Path, work: Path, tag: str, *, include=None, exclude=()):
-    """An OnnxClassifier over a copy of the fp32 export quantized as export_onnx does (some nodes left out)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+    """An OnnxClassifier over a copy of the fp32 export quantized by export_onnx's own rule, some nodes left out."""
     from kdtext import OnnxClassifier
+    from kdtext.onnx import ONNX_CONFIG_NAME, _quantize_int8
 
     folder = work / tag
     shutil.copytree(fp32, folder)
-    quantize_dynamic(str(folder / "model.onnx"), str(folder / "int8.onnx"), weight_type=QuantType.QInt8,
-                     per_channel=True, reduce_range=True, use_external_data_format=False,
-                     nodes_to_quantize=include, nodes_to_exclude=list(exclude))
-    os.replace(folder / "int8.onnx", folder / "model.onnx")
-    for f in folder.iterdir():
-        if f.name.endswith(".data"):
-            f.unlink()
-    config = json.loads((folder / "onnx_config.json").read_text(encoding="utf-8"))
-    config["external_data"] = False
-    (folder / "onnx_config.json").write_text(json.dumps(config), encoding="utf-8")
+    config = json.loads((folder / ONNX_CONFIG_NAME).read_text(encoding="utf-8"))
+    _quantize_int8(folder, config, nodes_to_quantize=include, nodes_to_exclude=exclude)
+    (folder / ONNX_CONFIG_NAME).write_text(json.dumps(config), encoding="utf-8")
     return OnnxClassifier.from_pretrained(folder)
 
 

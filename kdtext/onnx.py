@@ -352,7 +352,7 @@ def _quiet_quantizer():
         root.removeFilter(advice)
 
 
-def _quantize_int8(folder: Path, config: dict) -> None:
+def _quantize_int8(folder: Path, config: dict, *, nodes_to_quantize=None, nodes_to_exclude=()) -> None:
     """Replace ``folder/model.onnx`` by onnxruntime's dynamic int8 quantization of it.
 
     The weights of MatMul and Gemm (and of the LSTM) become int8 with one
@@ -371,14 +371,17 @@ def _quantize_int8(folder: Path, config: dict) -> None:
     ``quant_pre_process`` is not run: it leaves large temporary
     files, and the graph quantizes without it. onnxruntime's one temporary
     file, a shape-inferred copy of the graph, is written and deleted inside
-    ``folder``.
+    ``folder``. ``nodes_to_quantize`` / ``nodes_to_exclude`` (node names) are
+    passed to ``quantize_dynamic``, for measurements that leave some MatMuls in
+    fp32 (``benchmarks/int8_sensitivity.py``).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     source, out = folder / MODEL_NAME, folder / f"{MODEL_NAME}.int8"
     with _quiet_quantizer():
         quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                         use_external_data_format=False)
+                         use_external_data_format=False, nodes_to_quantize=nodes_to_quantize,
+                         nodes_to_exclude=list(nodes_to_exclude))
     os.replace(out, source)
     (folder / EXTERNAL_DATA_NAME).unlink(missing_ok=True)
     config["external_data"] = False
