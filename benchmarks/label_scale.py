@@ -14,7 +14,7 @@ own fresh ``out`` folder:
 (b) ``embedded default``: ``label_texts(client=None)`` as it comes: in this
     process, torch using its default threads (all cores);
 (c) ``dask 2 x 1``: ``label_texts(client=Client(LocalCluster(n_workers=2,
-    threads_per_worker=1, processes=True)))``: the teacher scattered once to
+    threads_per_worker=1, processes=True)))``: the teacher sent once to
     each worker, shards as tasks; the cluster's start-up is timed apart, but
     the workers' first import of torch and unpickling of the teacher are in
     this row; ``dask 2 x 1, warm`` runs the same again on the same workers
@@ -165,7 +165,7 @@ def main() -> int:
         cluster_start_s = time.perf_counter() - t0
         timed("dask 2 x 1", 2, 1,
               lambda out: label_texts(teacher, files, out=out, shard_size=args.shard_size, client=client))
-        # again on the same workers (torch imported there): the teacher is scattered anew, the imports are done
+        # again on the same workers (torch imported there): the teacher is sent anew, the imports are done
         timed("dask 2 x 1, warm", 2, 1,
               lambda out: label_texts(teacher, files, out=out, shard_size=args.shard_size, client=client))
 

@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -483,6 +484,24 @@ class _TeacherFolder:
 
 _LOADED_TEACHERS: dict = {}
 _LOADING = threading.Lock()
+_SHIPPED_TEACHERS: dict = {}  # token -> teacher, filled on a Dask worker by kdtext._dask_teacher.TeacherPlugin
+
+
+@dataclass(frozen=True)
+class _ShippedTeacher:
+    """A fitted teacher sent to every Dask worker once, as a worker plugin, named in tasks by a token."""
+
+    token: str
+
+    def load(self) -> Any:
+        with _LOADING:
+            teacher = _SHIPPED_TEACHERS.get(self.token)
+        if teacher is None:
+            raise RuntimeError(
+                f"The teacher of this label_texts job ({self.token}) is not on this Dask worker (pid "
+                f"{os.getpid()}): its worker plugin was not set up here or was removed. Check the worker's log."
+            )
+        return teacher
 
 
 def _folder_fingerprint(ref: _TeacherFolder) -> str:
@@ -525,7 +544,7 @@ def label_shard(teacher: Any, texts: Sequence[str], folder: str | os.PathLike, s
     path = shard_path(folder, sid)
     if path.exists():
         return 0
-    if isinstance(teacher, _TeacherFolder):  # loaded here once, then kept
+    if isinstance(teacher, (_TeacherFolder, _ShippedTeacher)):  # loaded (or received) here once, then kept
         teacher = teacher.load()
     position: dict[str, int] = {}
     for t in texts:
@@ -648,8 +667,9 @@ def label_texts(
         on a GPU teacher): one worker, which is right for a GPU; for several
         processes on one machine pass a client of a ``LocalCluster`` (rates in
         ``docs/scaling.rst``). A ``dask.distributed.Client``: the
-        teacher is sent once to every worker (``client.scatter(teacher,
-        broadcast=True)``, not pickled with each task), shards are submitted
+        teacher is sent once to every worker (as a worker plugin, which a
+        worker joining later also gets; not pickled with each task, and the
+        scheduler holds its pickle until the call ends), shards are submitted
         as tasks (at most two per worker thread in flight), and each worker
         writes its shard files itself, so ``out`` must be a folder every
         worker can write (a shared filesystem on a real cluster). Dask is
@@ -844,10 +864,18 @@ def _label_on_dask(client, teacher, chunks, folder: Path, shard_size: int, verbo
         raise RuntimeError("The Dask cluster has no workers; start some (or wait for them) before label_texts.")
     counts = dict(n_shards=0, n_labeled_shards=0, n_skipped_shards=0, n_texts=0, n_labeled_texts=0,
                   n_workers=len(nthreads))
-    # one copy per worker, kept in its memory; hash=False: a key of this call's own, released at the end.
-    # A teacher folder is not scattered: each worker loads it on the first shard it gets.
-    teacher_future = teacher if isinstance(teacher, _TeacherFolder) else client.scatter(teacher, broadcast=True,
-                                                                                          hash=False)
+    # One copy per worker: an in-memory teacher goes as a worker plugin (kdtext._dask_teacher says why not scatter),
+    # a teacher folder is loaded by each worker on the first shard it gets.
+    plugin_name = None
+    if isinstance(teacher, _TeacherFolder):
+        teacher_ref: Any = teacher
+    else:
+        from ._dask_teacher import TeacherPlugin
+
+        token = uuid.uuid4().hex
+        plugin_name = f"kdtext-teacher-{token}"
+        client.register_plugin(TeacherPlugin(teacher, token), name=plugin_name)
+        teacher_ref = _ShippedTeacher(token)
     max_in_flight = 2 * sum(nthreads.values())
     pending = as_completed()
     sizes: dict = {}  # future key -> texts in its shard; also the futures still outstanding
@@ -866,7 +894,7 @@ def _label_on_dask(client, teacher, chunks, folder: Path, shard_size: int, verbo
                 if pbar is not None:
                     pbar.update(1)
                 continue
-            future = client.submit(label_shard, teacher_future, shard, str(folder), sid, pure=False)
+            future = client.submit(label_shard, teacher_ref, shard, str(folder), sid, pure=False)
             sizes[future.key] = len(shard)
             pending.add(future)
             while pending.count() >= max_in_flight:
@@ -879,8 +907,8 @@ def _label_on_dask(client, teacher, chunks, folder: Path, shard_size: int, verbo
     finally:
         if pbar is not None:
             pbar.close()
-        if not isinstance(teacher_future, _TeacherFolder):
-            teacher_future.release()
+        if plugin_name is not None:
+            client.unregister_worker_plugin(plugin_name)  # each worker drops its copy
     return counts
 
 

@@ -324,6 +324,17 @@ def test_dask_ships_the_teacher_once_per_worker(tmp_path, corpus, dask_client):
     assert (result.n_labeled_shards, result.n_skipped_shards) == (15, 1)  # the last shard repeats the first
     per_worker = dask_client.run(_n_unpickled)
     assert sorted(per_worker.values()) == [1, 1], per_worker  # 15 tasks, one copy of the teacher per worker
+    # the job's end unregisters the plugin: no worker keeps the teacher
+    assert dask_client.run(_n_shipped) == dict.fromkeys(per_worker, 0)
+
+
+def _n_shipped() -> int:  # run on each worker
+    return len(kdtext.labeling._SHIPPED_TEACHERS)
+
+
+def test_a_shipped_teacher_missing_on_a_worker_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="is not on this Dask worker"):
+        kdtext.labeling._ShippedTeacher("no-such-job").load()
 
 
 class NanTeacher(UnpickleCountingTeacher):
