@@ -3,24 +3,31 @@
 :class:`StreamedTexts` is the texts of a re-iterable chunked source (a
 :class:`~kdtext.TextFiles`), optionally only those at some sorted positions,
 read again on every pass and never held at once. The distiller de-duplicates
-a stream by 16-byte text hashes (:func:`text_keys`, :func:`dedup_keys`) and
-the neural students tokenize it chunk by chunk into a disk-backed store; both
-hold O(1) numpy bytes per text, never a Python object per text.
+a stream by 16-byte text hashes (:func:`stream_keys`, :func:`distinct_keys`,
+a bucket sort in bounded memory) and keeps its per-text arrays in
+memory-mapped temporary files (:func:`scratch_array`); the neural students
+tokenize it chunk by chunk into a disk-backed store. No Python object per
+text, and the anonymous memory does not grow with the number of texts.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterator, Sequence
+import math
+import tempfile
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .base import encodable_texts
 
-__all__ = ["StreamedTexts", "dedup_keys", "take_texts", "text_keys"]
+__all__ = ["StreamedTexts", "argsort_keys", "distinct_keys", "flatnonzero_blocks", "scratch_array", "stream_keys",
+           "take_rows", "take_texts", "text_keys"]
 
-#: Rows per block in :func:`dedup_keys`' comparisons (bounds its temporary arrays).
-_BLOCK = 1 << 20
+#: Rows per block of the bounded-memory sorts and copies here (bounds their temporary arrays).
+_BLOCK = 1 << 18
+#: From this size (bytes) :func:`scratch_array` maps an array to a temporary file.
+SCRATCH_MIN_BYTES = 1 << 22
 
 
 def text_keys(texts: Sequence[str]) -> np.ndarray:
@@ -35,37 +42,155 @@ def text_keys(texts: Sequence[str]) -> np.ndarray:
     return np.frombuffer(data, dtype="S16").copy() if data else np.zeros(0, dtype="S16")
 
 
-def dedup_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """De-duplicate texts by their keys: ``(first, inverse)``.
+def scratch_array(shape: int | tuple[int, ...], dtype: Any, *, fill: Any = None,
+                  min_bytes: int | None = None) -> np.ndarray:
+    """An array for per-text state: in an unlinked temporary file (memory-mapped) when large, else in memory.
+
+    A streamed fit keeps a few bytes per text (keys, positions, labels,
+    teacher outputs); in a mapped file they are page cache that the kernel
+    writes back and drops under pressure, not anonymous memory, so the fit's
+    resident memory does not grow with the number of texts. The file has no
+    name (``tempfile.TemporaryFile`` in ``$TMPDIR``) and is freed with the last
+    view of the array. ``fill``: the initial value (a mapped file starts as
+    zeros); ``min_bytes``: the size from which the array is mapped (default
+    :data:`SCRATCH_MIN_BYTES`).
+    """
+    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(d) for d in shape)
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes < (SCRATCH_MIN_BYTES if min_bytes is None else min_bytes):
+        return np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
+    with tempfile.TemporaryFile(prefix="kdtext-scratch-") as f:
+        f.truncate(nbytes)
+        out = np.memmap(f, dtype=dtype, mode="r+", shape=shape)  # the mapping keeps the file alive
+    if fill is not None and fill != 0:
+        flat = out.reshape(-1)
+        for s in range(0, len(flat), _BLOCK):
+            flat[s : s + _BLOCK] = fill
+    return out
+
+
+def stream_keys(chunks: Iterable[Sequence[str]]) -> np.ndarray:
+    """:func:`text_keys` of every text of ``chunks``, in order; written to a temporary file and mapped when large."""
+    with tempfile.TemporaryFile(prefix="kdtext-keys-") as f:
+        n = 0
+        for chunk in chunks:
+            f.write(text_keys(chunk).tobytes())  # S16 tobytes: the raw 16 bytes of each key, NUL bytes included
+            n += len(chunk)
+        f.flush()
+        if n * 16 < SCRATCH_MIN_BYTES:
+            f.seek(0)
+            return np.frombuffer(f.read(), dtype="S16").copy() if n else np.zeros(0, dtype="S16")
+        return np.memmap(f, dtype="S16", mode="r", shape=(n,))
+
+
+def _buckets(keys: np.ndarray, bits: int) -> np.ndarray:
+    """The leading ``bits`` bits of each 16-byte key: a bucket number that keeps the keys' byte order."""
+    raw = np.ascontiguousarray(keys).view(np.uint8).reshape(len(keys), 16)
+    return ((raw[:, 0].astype(np.int64) << 8) | raw[:, 1]) >> (16 - bits)
+
+
+def argsort_keys(keys: np.ndarray, *, block: int | None = None) -> np.ndarray:
+    """A stable argsort of ``S16`` keys (equal keys: smallest position first) in bounded memory.
+
+    Up to ``block`` keys: ``np.argsort``. More: a bucket sort on the keys'
+    leading bits (so that a bucket holds about ``block`` keys; the keys are
+    hashes, so buckets are even), each bucket sorted in memory, the order
+    written to a :func:`scratch_array`: memory holds one block, never all keys.
+    """
+    n, block = len(keys), _BLOCK if block is None else block
+    if n <= block:
+        return np.argsort(np.asarray(keys), kind="stable")
+    bits = min(16, max(1, math.ceil(math.log2(n / block))))
+    counts = np.zeros(1 << bits, dtype=np.int64)
+    for s in range(0, n, block):
+        counts += np.bincount(_buckets(keys[s : s + block], bits), minlength=1 << bits)
+    starts = np.cumsum(counts) - counts
+    order = scratch_array(n, np.int64)
+    cursor = starts.copy()
+    for s in range(0, n, block):  # a stable counting sort by bucket, block by block
+        b = _buckets(keys[s : s + block], bits)
+        by_bucket = np.argsort(b, kind="stable")
+        sorted_b = b[by_bucket]
+        c = np.bincount(b, minlength=1 << bits)
+        first_in_block = np.cumsum(c) - c
+        order[cursor[sorted_b] + np.arange(len(b)) - first_in_block[sorted_b]] = s + by_bucket
+        cursor += c
+    for a, z in zip(starts.tolist(), (starts + counts).tolist()):
+        if z - a > 1:  # positions in a bucket are increasing, so a stable sort of its keys keeps ties in order
+            seg = np.asarray(order[a:z])
+            order[a:z] = seg[np.argsort(keys[seg], kind="stable")]
+    return order
+
+
+def distinct_keys(keys: np.ndarray, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """De-duplicate texts by their keys in bounded memory: ``(first, gold)``.
 
     ``first`` holds the position of each distinct key's first occurrence, in
-    increasing order (so distinct texts keep the order in which they first
-    appear, as a dict would); ``inverse[i]`` is the index into ``first`` of
-    text ``i``'s key. A stable sort of the keys, no hash table: about 41 bytes
-    per text at the peak (keys, sort order, group ids, inverse).
+    increasing order (distinct texts keep the order in which they first
+    appear, as a dict would). ``gold[j]`` is the label of distinct text ``j``:
+    the last label ``>= 0`` among its occurrences in ``labels`` (as assigning
+    them in text order would leave it), -1 if none or if ``labels`` is None.
+    Both are :func:`scratch_array` s; memory holds one block of the sort at a
+    time (:func:`argsort_keys`).
     """
-    keys = np.asarray(keys)
     n = len(keys)
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    order = np.argsort(keys, kind="stable")  # equal keys: smallest position first
-    new = np.empty(n, dtype=bool)
-    new[0] = True
-    for s in range(1, n, _BLOCK):  # new[k]: sorted key k differs from key k-1; in blocks, no sorted copy
-        e = min(n, s + _BLOCK)
-        new[s:e] = keys[order[s:e]] != keys[order[s - 1 : e - 1]]
-    group = np.cumsum(new, dtype=np.int64)
-    group -= 1
-    first = order[new]  # per group, in key order
-    del new
-    by_first = np.argsort(first, kind="stable")
-    renumber = np.empty(len(first), dtype=np.int64)
-    renumber[by_first] = np.arange(len(first), dtype=np.int64)
-    inverse = np.empty(n, dtype=np.int64)
+    order = argsort_keys(keys)
+    is_first = scratch_array(n, bool, fill=False)
+    gold_at = None if labels is None else scratch_array(n, np.int64, fill=-1)  # by position of the first occurrence
+    prev, leader = None, -1
     for s in range(0, n, _BLOCK):
-        e = min(n, s + _BLOCK)
-        inverse[order[s:e]] = renumber[group[s:e]]
-    return first[by_first], inverse
+        o = np.asarray(order[s : s + _BLOCK])
+        k = keys[o]
+        new = np.empty(len(o), dtype=bool)
+        new[0] = prev is None or k[0] != prev
+        new[1:] = k[1:] != k[:-1]
+        is_first[o[new]] = True
+        if gold_at is not None:
+            y = labels[o]
+            at = np.where(new, np.arange(len(o)), -1)
+            np.maximum.accumulate(at, out=at)  # the index of each key's group start in this block, or -1
+            lead = np.where(at >= 0, o[np.maximum(at, 0)], leader)
+            lab = y >= 0
+            gold_at[lead[lab]] = y[lab]  # in position order within a group: the last label wins
+            leader = int(lead[-1])
+        prev = k[-1]
+    del order
+    n_distinct = sum(int(np.count_nonzero(is_first[s : s + _BLOCK])) for s in range(0, n, _BLOCK))
+    first = scratch_array(n_distinct, np.int64)
+    gold = scratch_array(n_distinct, np.int64, fill=-1 if gold_at is None else None)
+    j = 0
+    for s in range(0, n, _BLOCK):
+        f = np.flatnonzero(is_first[s : s + _BLOCK]) + s
+        first[j : j + len(f)] = f
+        if gold_at is not None:
+            gold[j : j + len(f)] = gold_at[f]
+        j += len(f)
+    return first, gold
+
+
+def flatnonzero_blocks(mask: np.ndarray, *, invert: bool = False) -> np.ndarray:
+    """``np.flatnonzero(mask)`` (of ``~mask`` with ``invert``) into a :func:`scratch_array`, block by block."""
+    n = len(mask)
+    count = sum(int(np.count_nonzero(mask[s : s + _BLOCK])) for s in range(0, n, _BLOCK))
+    out = scratch_array(n - count if invert else count, np.int64)
+    j = 0
+    for s in range(0, n, _BLOCK):
+        m = np.asarray(mask[s : s + _BLOCK])
+        f = np.flatnonzero(~m if invert else m) + s
+        out[j : j + len(f)] = f
+        j += len(f)
+    return out
+
+
+def take_rows(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``a[idx]`` into a :func:`scratch_array`, block by block (memory holds one block of ``idx``)."""
+    out = scratch_array((len(idx),) + a.shape[1:], a.dtype)
+    for s in range(0, len(idx), _BLOCK):
+        out[s : s + _BLOCK] = a[np.asarray(idx[s : s + _BLOCK])]
+    return out
 
 
 class StreamedTexts:
@@ -129,7 +254,7 @@ class StreamedTexts:
     def subset(self, idx: Any) -> "StreamedTexts":
         """The texts at the increasing indices ``idx`` of this stream, as a stream."""
         idx = np.asarray(idx, dtype=np.int64)
-        positions = idx if self.positions is None else self.positions[idx]
+        positions = idx if self.positions is None else take_rows(self.positions, idx)
         return StreamedTexts(self.source, positions, encodable=self.encodable)
 
     def as_encodable(self) -> "StreamedTexts":

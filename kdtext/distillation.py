@@ -29,7 +29,18 @@ from .base import (
     is_soft_target_student,
     seed_from_random_state,
 )
-from ._stream import StreamedTexts, dedup_keys, take_texts, text_keys
+from ._stream import (
+    SCRATCH_MIN_BYTES,
+    StreamedTexts,
+    argsort_keys,
+    distinct_keys,
+    flatnonzero_blocks,
+    scratch_array,
+    stream_keys,
+    take_rows,
+    take_texts,
+    text_keys,
+)
 from .exceptions import NotFittedTeacherError, TrainingInterruptedWarning, WeakTeacherWarning
 
 logger = logging.getLogger(__name__)
@@ -131,18 +142,21 @@ class _TeacherCache:
         """Fill ``out[i]`` with the cached logits of ``keys[i]`` (distinct ``S16`` keys); return the hit mask.
 
         Arrays only, never a table of all entries: the wanted keys are sorted
-        once, then each shard's keys are found among them with
+        once (:func:`~kdtext._stream.argsort_keys`; for many keys the sorted
+        copy lives in memory-mapped scratch files), then each shard's keys are found among them with
         ``searchsorted`` (on their first 8 bytes as an integer, exact 16-byte
         equality checked), one shard in memory at a time. Where several shards
         hold a key, the last in file-name order wins, as in :meth:`load`.
         """
         n = len(keys)
-        hit = np.zeros(n, dtype=bool)
+        hit = scratch_array(n, bool, fill=False)
         if n == 0:
             return hit
-        order = np.argsort(keys, kind="stable")
-        ordered = keys[order]
-        prefix = _key_prefix(ordered)  # non-decreasing, as the keys' byte order
+        order = argsort_keys(keys)  # bounded memory: sorted by buckets, in scratch files when large
+        ordered = take_rows(keys, order)
+        prefix = scratch_array(n, np.uint64)  # non-decreasing, as the keys' byte order
+        for s in range(0, n, 1 << 20):
+            prefix[s : s + (1 << 20)] = _key_prefix(ordered[s : s + (1 << 20)])
         for shard_keys, values in self._shards():
             if len(shard_keys) == 0:
                 continue
@@ -767,17 +781,11 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         ``texts``: a list, or a :class:`~kdtext._stream.StreamedTexts` read chunk by chunk (then pass its
         ``keys``, the ``S16`` text keys, computed while de-duplicating)."""
         n = len(texts)
-        if n * n_classes * 4 > MEMMAP_THRESHOLD:
-            fd, path = tempfile.mkstemp(prefix="kdtext-teacher-", suffix=".f32")
-            os.close(fd)
-            out = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, n_classes))
-            logger.info("teacher outputs for %d texts memory-mapped at %s", n, path)
-            try:  # POSIX keeps the mapping alive without a name: nothing is left behind in the temp folder
-                os.unlink(path)
-            except OSError:  # pragma: no cover - Windows cannot unlink a mapped file
-                logger.info("%s stays in the temp folder until deleted", path)
-        else:
-            out = np.empty((n, n_classes), dtype=np.float32)
+        streamed = isinstance(texts, StreamedTexts)  # a stream keeps every per-text array out of memory
+        out = scratch_array((n, n_classes), np.float32,
+                            min_bytes=SCRATCH_MIN_BYTES if streamed else MEMMAP_THRESHOLD + 1)
+        if isinstance(out, np.memmap):
+            logger.info("teacher outputs for %d texts memory-mapped in a temporary file", n)
         todo = np.arange(n)
         cache = None
         location = _memory_location(self.memory)
@@ -786,12 +794,13 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
             if keys is None:
                 keys = text_keys(texts)
             hit = cache.lookup(keys, out)
-            hits = np.flatnonzero(hit)
-            for start in range(0, len(hits), 1 << 20):  # older shards too; in blocks, no copy of all hits
-                rows = hits[start : start + (1 << 20)]
+            n_hits = 0
+            for start in range(0, n, 1 << 20):  # older shards too; in blocks, no copy of all hits
+                rows = np.flatnonzero(hit[start : start + (1 << 20)]) + start
                 _check_finite_outputs(teacher, out[rows], _Rows(texts, rows))
-            todo = np.flatnonzero(~hit)
-            logger.info("teacher cache: %d of %d texts cached", len(hits), n)
+                n_hits += len(rows)
+            todo = flatnonzero_blocks(hit, invert=True)
+            logger.info("teacher cache: %d of %d texts cached", n_hits, n)
         pbar = None
         if self.verbose and len(todo):
             from tqdm.auto import tqdm
@@ -872,22 +881,19 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
     def _stream_transfer(self, X, y, classes: np.ndarray):
         """Hash, de-duplicate and check labels of a streamed transfer set: ``(distinct, keys, gold)``.
 
-        One pass over ``X``: per text only numpy bytes (a 16-byte key, then the
-        int64 inverse and label), never a Python object."""
-        parts, n = [], 0
-        for chunk in X.iter_chunks():
-            parts.append(text_keys(chunk))
-            n += len(chunk)
+        One pass over ``X``: per text only numpy bytes (a 16-byte key; the
+        positions of the distinct texts, their keys and labels), in
+        memory-mapped scratch files when large (``kdtext._stream``), never a
+        Python object; de-duplicated by a bucket sort in bounded memory. ``y``
+        (the caller's array, one label per text) is the only per-text array
+        held in memory."""
+        keys = stream_keys(X.iter_chunks())
+        n = len(keys)
         if n == 0:
             raise ValueError(f"X is empty: {X!r} holds no texts; at least one text is required.")
-        y_idx = self._split_labels(y, n, classes)
-        keys = np.concatenate(parts)
-        del parts
-        first, inverse = dedup_keys(keys)
-        keys = keys[first]
-        gold = np.full(len(first), -1, dtype=np.int64)
-        has_gold = y_idx >= 0
-        gold[inverse[has_gold]] = y_idx[has_gold]
+        y_idx = None if y is None else self._split_labels(y, n, classes)
+        first, gold = distinct_keys(keys, y_idx)
+        keys = take_rows(keys, first)
         logger.info("streamed transfer set: %d texts, %d distinct", n, len(first))
         return StreamedTexts(X, first), keys, gold
 
@@ -972,9 +978,8 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
                 stacklevel=2,
             )
 
-        pred = _student_indices(fitted, target, classes, distinct)
-        fidelity = float(np.mean(pred == np.argmax(logits, axis=1)))
-        report = self._teacher_report(teacher, distinct, np.asarray(logits), gold, classes, pred, fidelity)
+        fidelity, gold_pred = _agreement(fitted, target, classes, distinct, logits, gold)
+        report = self._teacher_report(teacher, distinct, logits, gold, classes, gold_pred, fidelity)
 
         # success: assign the new state
         self.teacher_ = teacher
@@ -995,21 +1000,26 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
             del self.history_
         return self
 
-    def _teacher_report(self, teacher, texts, logits, gold, classes, student_pred, fidelity) -> dict:
-        """How the teacher did: confidence, agreement with the gold labels, against a quick baseline."""
-        top = np.concatenate([_softmax(logits[i : i + 65536]).max(axis=1) for i in range(0, len(logits), 65536)])
+    def _teacher_report(self, teacher, texts, logits, gold, classes, gold_pred, fidelity) -> dict:
+        """How the teacher did: confidence, agreement with the gold labels, against a quick baseline.
+
+        ``gold_pred``: the student's class indices for the gold-labeled texts, in order (:func:`_agreement`).
+        Block by block over the texts: nothing per text is kept but the labeled ones' indices."""
+        blocks = range(0, len(logits), 65536)
+        top_sum = sum(float(_softmax(np.asarray(logits[i : i + 65536])).max(axis=1).sum(dtype=np.float64))
+                      for i in blocks)
+        labeled = np.concatenate([np.flatnonzero(np.asarray(gold[i : i + 65536]) >= 0) + i for i in blocks])
         report = {
             "n_transfer": len(texts),
-            "teacher_mean_confidence": float(top.mean()),
+            "teacher_mean_confidence": top_sum / max(len(logits), 1),
             "fidelity": fidelity,
-            "n_gold": int((gold >= 0).sum()),
+            "n_gold": len(labeled),
         }
-        labeled = np.flatnonzero(gold >= 0)
         if not self.report or len(labeled) == 0:
             return report
-        g = gold[labeled]
+        g = np.asarray(gold[labeled])
         report["teacher_gold_accuracy"] = float(np.mean(np.argmax(logits[labeled], axis=1) == g))
-        report["student_gold_accuracy"] = float(np.mean(student_pred[labeled] == g))
+        report["student_gold_accuracy"] = float(np.mean(gold_pred == g))
         counts = np.bincount(g)
         if len(labeled) < 20 or len(np.unique(g)) < 2 or counts[counts > 0].min() < 3:
             return report
@@ -1251,6 +1261,21 @@ def _check_partly_labeled_scoring(texts: list[str], y: Any, sample_weight: Any, 
     if not labeled.any():
         raise ValueError("y holds no labeled texts to score against (all are unlabeled_label).")
     return y, sample_weight, labeled
+
+
+def _agreement(student, target: str, classes: np.ndarray, texts, logits: np.ndarray,
+               gold: np.ndarray) -> tuple[float, np.ndarray]:
+    """The student's fidelity (agreement with the teacher's argmax) on ``texts``, and its class indices on the
+    gold-labeled ones, in order. A stream is predicted chunk by chunk and no prediction per text is kept."""
+    chunks = texts.iter_chunks() if isinstance(texts, StreamedTexts) else [texts]
+    agree, start, at_gold = 0, 0, []
+    for chunk in chunks:
+        end = start + len(chunk)
+        pred = _student_indices(student, target, classes, chunk)
+        agree += int(np.count_nonzero(pred == np.argmax(logits[start:end], axis=1)))
+        at_gold.append(pred[np.asarray(gold[start:end]) >= 0])
+        start = end
+    return agree / max(start, 1), np.concatenate(at_gold) if at_gold else np.zeros(0, dtype=np.int64)
 
 
 def _student_indices(student, target: str, classes: np.ndarray, texts) -> np.ndarray:

@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 import kdtext._neural
 import kdtext.distillation
 from kdtext import BiLSTMClassifier, DistillationClassifier, TextFiles, TransformerClassifier, label_texts
-from kdtext._stream import StreamedTexts, dedup_keys, text_keys
+from kdtext._stream import StreamedTexts, distinct_keys, text_keys
 from kdtext.distillation import _TeacherCache, _text_key, teacher_fingerprint
 
 pd = pytest.importorskip("pandas")
@@ -183,22 +183,64 @@ def test_streaming_fit_never_holds_all_texts(tmp_path, teacher, corpus, monkeypa
 
 
 # ----------------------------------------------------------------------------- numpy de-duplication and lookup
-def test_dedup_keys_matches_a_dict_and_keeps_first_occurrence_order():
-    rng = np.random.default_rng(0)
+@pytest.fixture(params=["in memory", "bucketed, mapped"])
+def small_blocks(request, monkeypatch):
+    """Run the bounded-memory sorts in blocks of 64 keys with every scratch array in a mapped file."""
+    if request.param != "in memory":
+        monkeypatch.setattr(kdtext._stream, "_BLOCK", 64)
+        monkeypatch.setattr(kdtext._stream, "SCRATCH_MIN_BYTES", 1)
+    return request.param
+
+
+def _key_rows(n, seed=0):
+    rng = np.random.default_rng(seed)
     pool = rng.integers(0, 256, size=(300, 16), dtype=np.uint8)
     pool[:50, 8:] = 0  # trailing NUL bytes and shared 8-byte prefixes must not confuse S16 comparisons
     pool[50:100, :8] = pool[0, :8]
-    rows = pool[rng.integers(0, 300, size=5000)]
+    pool[100:120, :2] = 0  # one crowded bucket
+    return pool[rng.integers(0, 300, size=n)]
+
+
+def test_argsort_keys_is_a_stable_argsort(small_blocks):
+    rows = _key_rows(5000)
     keys = rows.view("S16").ravel()
-    first, inverse = dedup_keys(keys)
+    order = kdtext._stream.argsort_keys(keys)
+    np.testing.assert_array_equal(order, np.argsort(keys, kind="stable"))
+    assert isinstance(order, np.memmap) == (small_blocks != "in memory")
+
+
+def test_distinct_keys_match_a_dict_and_keep_first_occurrence_order(small_blocks):
+    rows = _key_rows(5000)
+    keys = rows.view("S16").ravel()
+    labels = np.random.default_rng(1).integers(-1, 3, size=len(keys))
+    first, gold = distinct_keys(keys, labels)
     position: dict[bytes, int] = {}
-    for r in rows:
+    expected_gold: dict[bytes, int] = {}
+    for r, label in zip(rows, labels):
         position.setdefault(r.tobytes(), len(position))
+        if label >= 0:  # assigned in text order: the last label wins
+            expected_gold[r.tobytes()] = int(label)
     expected_first = [next(i for i, r in enumerate(rows) if r.tobytes() == k) for k in position]
     np.testing.assert_array_equal(first, expected_first)
-    np.testing.assert_array_equal(inverse, [position[r.tobytes()] for r in rows])
-    assert first.dtype == inverse.dtype == np.int64
-    assert [len(a) for a in dedup_keys(np.zeros(0, "S16"))] == [0, 0]
+    np.testing.assert_array_equal(gold, [expected_gold.get(k, -1) for k in position])
+    assert first.dtype == gold.dtype == np.int64
+    assert isinstance(first, np.memmap) == (small_blocks != "in memory")
+    first2, no_gold = distinct_keys(keys)
+    np.testing.assert_array_equal(first2, first)
+    assert (np.asarray(no_gold) == -1).all()
+    assert [len(a) for a in distinct_keys(np.zeros(0, "S16"))] == [0, 0]
+
+
+def test_stream_keys_and_scratch_arrays(small_blocks):
+    texts = [f"text {i}" for i in range(500)] + ["", "ё"]
+    keys = kdtext._stream.stream_keys([texts[:100], [], texts[100:]])
+    np.testing.assert_array_equal(keys.view(np.uint8), text_keys(texts).view(np.uint8))
+    assert isinstance(keys, np.memmap) == (small_blocks != "in memory")
+    a = kdtext._stream.scratch_array((70, 3), np.float32, fill=-2)
+    assert a.shape == (70, 3) and (a == -2).all()
+    mask = np.arange(150) % 3 == 0
+    np.testing.assert_array_equal(kdtext._stream.flatnonzero_blocks(mask), np.flatnonzero(mask))
+    np.testing.assert_array_equal(kdtext._stream.flatnonzero_blocks(mask, invert=True), np.flatnonzero(~mask))
 
 
 def test_text_keys_are_the_cache_keys():
@@ -208,7 +250,7 @@ def test_text_keys_are_the_cache_keys():
     assert [k.tobytes() for k in keys.view(np.uint8).reshape(-1, 16)] == [_text_key(t) for t in texts]
 
 
-def test_cache_lookup_is_array_based_and_agrees_with_load(tmp_path):
+def test_cache_lookup_is_array_based_and_agrees_with_load(tmp_path, small_blocks):
     cache = _TeacherCache(tmp_path, "fp")
     rng = np.random.default_rng(1)
     texts = [f"text {i}" for i in range(1000)]
