@@ -449,8 +449,13 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         LogisticRegression it was mixed (SST-2 0.736 -> 0.755, GoEmotions
         0.399 -> 0.451, GermEval 0.539 -> 0.581, Banking77 0.828 -> 0.805,
         ru_toxic 0.787 -> 0.780), which is why "auto" leaves scikit-learn
-        students alone. The default stays 0 until the remaining development
-        sets and sizes are measured.
+        students alone. At 250 labeled texts the BiLSTM gained on SST-2
+        (0.755 -> 0.766) and GoEmotions (0.207 -> 0.226) but lost on the two
+        imbalanced binary sets taught by multilingual-e5 (ru_toxic F1 0.794
+        -> 0.788, GermEval 0.347 -> 0.315, one to 1.3 standard errors); over
+        the nine set/size pairs measured, 97.4% of the teacher against 93.6%.
+        The default stays 0 until IMDB and Banking77 at 250 are measured and
+        the small-set losses are understood.
     p_mask, p_swap, p_ngram : float, default=0.1, 0.1, 0.25
         Probabilities of the augmentation operations.
     memory : str, path-like, joblib.Memory or None, default=None
