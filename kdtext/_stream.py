@@ -158,16 +158,8 @@ def distinct_keys(keys: np.ndarray, labels: np.ndarray | None = None) -> tuple[n
             leader = int(lead[-1])
         prev = k[-1]
     del order
-    n_distinct = sum(int(np.count_nonzero(is_first[s : s + _BLOCK])) for s in range(0, n, _BLOCK))
-    first = scratch_array(n_distinct, np.int64)
-    gold = scratch_array(n_distinct, np.int64, fill=-1 if gold_at is None else None)
-    j = 0
-    for s in range(0, n, _BLOCK):
-        f = np.flatnonzero(is_first[s : s + _BLOCK]) + s
-        first[j : j + len(f)] = f
-        if gold_at is not None:
-            gold[j : j + len(f)] = gold_at[f]
-        j += len(f)
+    first = flatnonzero_blocks(is_first)
+    gold = scratch_array(len(first), np.int64, fill=-1) if gold_at is None else take_rows(gold_at, first)
     return first, gold
 
 
