@@ -42,7 +42,17 @@ from .base import (
     seed_from_random_state,
 )
 from ._parallel import DataParallel, launched_world_size
-from ._stream import StreamedTexts, take_texts
+from ._stream import (
+    _BLOCK,
+    SCRATCH_MIN_BYTES,
+    StreamedTexts,
+    argsort_lengths,
+    flatnonzero_blocks,
+    scratch_array,
+    shuffled_range,
+    take_rows,
+    take_texts,
+)
 from .exceptions import ModelNotFoundError, TrainingInterruptedWarning
 
 logger = logging.getLogger(__name__)
@@ -133,27 +143,39 @@ def load_module_weights(path: Path, module: Any) -> None:
         ) from None
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """Batches of indices, longest first, so each batch pads to similar lengths."""
-    order = np.argsort(-np.asarray(lengths), kind="stable")
+#: ``min_bytes`` of :func:`kdtext._stream.scratch_array` for an in-memory fit: its per-text arrays stay in memory.
+_IN_MEMORY = np.iinfo(np.int64).max
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int, *,
+                          min_bytes: int | None = _IN_MEMORY) -> list[np.ndarray]:
+    """Batches of indices, longest first, so each batch pads to similar lengths.
+
+    The order is a :func:`~kdtext._stream.scratch_array` from ``min_bytes``
+    (a streamed fit maps it to a file); the batches are views of it."""
+    order = argsort_lengths(lengths if isinstance(lengths, np.ndarray) else np.asarray(lengths), min_bytes=min_bytes)
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffled training batches of similar lengths.
+def bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator, *,
+                     idx: np.ndarray | None = None, min_bytes: int | None = _IN_MEMORY) -> list[np.ndarray]:
+    """Shuffled training batches of similar lengths: positions into ``idx`` (the texts ``idx[b]``), or into ``lengths``.
 
     Shuffle, cut into pools of 50 batches, sort each pool by length, cut it into
     batches, then shuffle the batch order: randomness as with plain shuffling,
-    padding close to that of fully sorted batches.
+    padding close to that of fully sorted batches. The shuffled positions are
+    one :func:`~kdtext._stream.scratch_array` from ``min_bytes`` (a streamed
+    fit maps it to a file), sorted pool by pool in place; the batches are views.
     """
-    lengths = np.asarray(lengths)
-    perm = rng.permutation(len(lengths))
-    pool = batch_size * 50
-    batches = []
-    for start in range(0, len(perm), pool):
-        chunk = perm[start : start + pool]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    lengths = lengths if isinstance(lengths, np.ndarray) else np.asarray(lengths)
+    n = len(lengths) if idx is None else len(idx)
+    perm = shuffled_range(n, rng, min_bytes=min_bytes)  # the draws of rng.permutation(n)
+    pool = batch_size * 50  # a multiple of batch_size: batches never straddle two pools
+    for start in range(0, n, pool):
+        chunk = np.array(perm[start : start + pool])
+        of_chunk = lengths[chunk] if idx is None else lengths[idx[chunk]]
+        perm[start : start + pool] = chunk[np.argsort(of_chunk, kind="stable")]
+    batches = [perm[i : i + batch_size] for i in range(0, n, batch_size)]
     rng.shuffle(batches)
     return batches
 
@@ -169,10 +191,12 @@ class _TokenStore:
     lists held hundreds of MB before training began.
     """
 
-    def __init__(self, flat: np.ndarray, lengths: np.ndarray):
+    def __init__(self, flat: np.ndarray, lengths: np.ndarray, *, min_bytes: int | None = _IN_MEMORY):
         self.flat = flat
         self.lengths = lengths
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)])
+        self.offsets = scratch_array(len(lengths) + 1, np.int64, min_bytes=min_bytes)
+        self.offsets[0] = 0
+        np.cumsum(lengths, out=self.offsets[1:])
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -440,10 +464,11 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                 f"teacher_logits must have shape (n_samples, n_classes) = ({len(texts)}, {len(classes)}), "
                 f"got {logits.shape}."
             )
-        if not np.isfinite(logits).all():
+        if not all(np.isfinite(logits[s : s + _BLOCK]).all() for s in range(0, len(logits), _BLOCK)):
             raise ValueError("teacher_logits holds NaN or infinite values; pass finite logits or log-probabilities.")
-        if y is None:
-            y_idx = np.full(len(texts), -1, dtype=np.int64)
+        if y is None:  # a stream's per-text arrays are memory-mapped (kdtext._stream.scratch_array)
+            y_idx = scratch_array(len(texts), np.int64, fill=-1,
+                                  min_bytes=SCRATCH_MIN_BYTES if isinstance(texts, StreamedTexts) else _IN_MEMORY)
         else:
             y_idx = np.asarray(y)
             if y_idx.shape != (len(texts),) or y_idx.dtype.kind not in "iu":
@@ -451,9 +476,10 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                     f"y must be an int array of shape ({len(texts)},) holding class indices or -1, "
                     f"got dtype {y_idx.dtype} and shape {y_idx.shape}."
                 )
-            if ((y_idx < -1) | (y_idx >= len(classes))).any():
+            if any(((b := np.asarray(y_idx[s : s + _BLOCK])) < -1).any() or (b >= len(classes)).any()
+                   for s in range(0, len(y_idx), _BLOCK)):
                 raise ValueError(f"y must hold indices in [0, {len(classes)}) or -1 for unlabeled texts.")
-            y_idx = y_idx.astype(np.int64)
+            y_idx = y_idx.astype(np.int64, copy=False)  # never written to; a stream's stays memory-mapped
         if loss not in ("kl", "mse"):
             raise ValueError(f"loss must be 'kl' or 'mse', got {loss!r}.")
         from .losses import _check_alpha, _check_temperature
@@ -571,19 +597,27 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device_.type, dtype=dtype)
 
-    def _split_validation(self, n: int, y_idx: np.ndarray, rng: np.random.Generator):
+    def _split_validation(self, n: int, y_idx: np.ndarray, rng: np.random.Generator, *,
+                          min_bytes: int | None = _IN_MEMORY):
+        """``(train_idx, val_idx)``, increasing; :func:`~kdtext._stream.scratch_array` s from ``min_bytes``.
+
+        Stratified when every text has a gold label (held in memory then);
+        else a random ``validation_fraction``, block by block."""
         frac = self.validation_fraction
         if not frac:
-            return np.arange(n), np.arange(0)
+            train = scratch_array(n, np.int64, min_bytes=min_bytes)
+            for s in range(0, n, _BLOCK):
+                train[s : s + _BLOCK] = np.arange(s, min(n, s + _BLOCK))
+            return train, np.arange(0)
         n_val = int(math.ceil(frac * n))
         if n_val < 1 or n - n_val < 1:
             raise ValueError(
                 f"validation_fraction={frac} leaves no training or no validation texts out of {n}. "
                 "Use more texts, a different fraction, or validation_fraction=None."
             )
-        perm = rng.permutation(n)
-        labeled = y_idx >= 0
-        if labeled.all() and len(np.unique(y_idx)) > 1:
+        perm = shuffled_range(n, rng, min_bytes=min_bytes)  # the draws of rng.permutation(n)
+        all_labeled = all(bool((np.asarray(y_idx[s : s + _BLOCK]) >= 0).all()) for s in range(0, n, _BLOCK))
+        if all_labeled and len(np.unique(y_idx)) > 1:
             # stratified: take the same share of every class
             val = []
             for c in np.unique(y_idx):
@@ -613,9 +647,11 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                 )
         else:
             val = perm[:n_val]
-        mask = np.zeros(n, dtype=bool)
-        mask[val] = True
-        return np.flatnonzero(~mask), np.flatnonzero(mask)
+        mask = scratch_array(n, bool, fill=False, min_bytes=min_bytes)
+        for s in range(0, len(val), _BLOCK):
+            mask[np.asarray(val[s : s + _BLOCK])] = True
+        return (flatnonzero_blocks(mask, invert=True, min_bytes=min_bytes),
+                flatnonzero_blocks(mask, min_bytes=min_bytes))
 
     def _fit_impl(self, texts, classes, y_idx, teacher_logits, *, loss, temperature, alpha, hidden=None):
         """Train a new state on the side and assign it to ``self`` only on success.
@@ -686,7 +722,9 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         rng = np.random.default_rng(seed)
         self.classes_ = np.asarray(classes)
         n_classes = len(self.classes_)
-        train_idx, val_idx = self._split_validation(len(texts), y_idx, rng)
+        # a stream's per-text arrays go to memory-mapped scratch files (kdtext._stream), an in-memory fit's stay
+        min_bytes = SCRATCH_MIN_BYTES if isinstance(texts, StreamedTexts) else _IN_MEMORY
+        train_idx, val_idx = self._split_validation(len(texts), y_idx, rng, min_bytes=min_bytes)
 
         with isolated_torch_rng(seed):
             if resumed is not None:  # e.g. the learnt vocabulary, so the model is built for it
@@ -721,11 +759,14 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                     value = value + aux.loss(batch, states)
                 return value, logits
 
-            # validation target: the gold label where known, else the teacher's argmax
-            val_target = y_idx.copy()
-            if teacher_logits is not None:
-                unl = val_target < 0
-                val_target[unl] = np.argmax(teacher_logits[unl], axis=1)
+            # validation target: the gold label where known, else the teacher's argmax (block by block)
+            val_target = scratch_array(len(y_idx), np.int64, min_bytes=min_bytes)
+            for s in range(0, len(y_idx), _BLOCK):
+                v = np.array(y_idx[s : s + _BLOCK], dtype=np.int64)
+                if teacher_logits is not None:
+                    unl = v < 0
+                    v[unl] = np.argmax(np.asarray(teacher_logits[s : s + _BLOCK])[unl], axis=1)
+                val_target[s : s + _BLOCK] = v
 
             # the training forward; across processes wrapped by Accelerator.prepare, which averages the gradients
             train_step = batch_loss if parallel is None else parallel.prepare(
@@ -796,7 +837,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                     t0 = time.perf_counter()
                     self.model_.train()
                     total_loss, n_seen = 0.0, 0
-                    batches = bucketed_batches(lengths[train_idx], self.batch_size, rng)
+                    batches = bucketed_batches(lengths, self.batch_size, rng, idx=train_idx, min_bytes=min_bytes)
                     pbar = None if parallel is not None and not parallel.is_main else self._progress(
                         total=len(batches), desc=f"epoch {epoch}/{n_epochs}", unit="batch")  # one bar per job
                     for b in batches:
@@ -832,8 +873,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                         total_loss, n_seen = parallel.sum([total_loss, n_seen])
                     record = {"epoch": epoch, "train_loss": total_loss / max(n_seen, 1)}
                     if len(val_idx):
-                        val_loss, val_score = self._evaluate(val_idx, lengths[val_idx], batch_loss, val_target,
-                                                             parallel)
+                        val_loss, val_score = self._evaluate(val_idx, take_rows(lengths, val_idx, min_bytes=min_bytes),
+                                                             batch_loss, val_target, parallel, min_bytes=min_bytes)
                         record.update(valid_loss=val_loss, valid_score=val_score)
                     record["time"] = time.perf_counter() - t0
                     self._log_epoch(record)
@@ -914,14 +955,16 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         cw = self.class_weight
         if cw is None:
             return None
-        labeled = y_idx[y_idx >= 0]
+        counts = np.zeros(n_classes, dtype=np.float64)  # labeled texts per class, block by block
+        for s in range(0, len(y_idx), _BLOCK):
+            b = np.asarray(y_idx[s : s + _BLOCK])
+            counts += np.bincount(b[b >= 0], minlength=n_classes)
         if isinstance(cw, str):  # "balanced", as scikit-learn: n / (n_classes * count)
-            counts = np.bincount(labeled, minlength=n_classes).astype(np.float64)
             if (counts == 0).any():
                 missing = [self.classes_[i] for i in np.flatnonzero(counts == 0)]
                 logger.warning("class_weight='balanced': classes %s have no labeled text; weight 1", missing[:5])
             with np.errstate(divide="ignore"):
-                w = np.where(counts > 0, len(labeled) / (n_classes * np.maximum(counts, 1)), 1.0)
+                w = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 1.0)
             return w
         self._check_class_weight(self.classes_)
         return np.array([float(cw.get(c, 1.0)) for c in self.classes_.tolist()])
@@ -1001,10 +1044,11 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         """Token ids of a stream, tokenized chunk by chunk into an int32 file that is memory-mapped.
 
         The file is unlinked once mapped (POSIX keeps the mapping), so nothing is left in the temp folder
-        (``TMPDIR``); the kernel pages the tokens in and out as training reads them. Per text, only its
-        length and offset stay in memory (int64 each)."""
+        (``TMPDIR``); the kernel pages the tokens in and out as training reads them. Each text's length and
+        offset (int64) are :func:`~kdtext._stream.scratch_array` s, mapped as well."""
         fd, path = tempfile.mkstemp(prefix="kdtext-tokens-", suffix=".i32")
-        lengths = []
+        lengths = scratch_array(len(texts), np.int64)
+        at = total = 0
         try:
             with os.fdopen(fd, "wb") as fh:
                 for chunk in texts.iter_chunks():
@@ -1013,9 +1057,15 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                         lens = np.fromiter((len(q) for q in seqs), dtype=np.int64, count=len(seqs))
                         fh.write(np.fromiter((i for q in seqs for i in q), dtype=np.int32,
                                              count=int(lens.sum())).tobytes())
-                        lengths.append(lens)
-            lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
-            total = int(lengths.sum())
+                        if at + len(lens) > len(lengths):
+                            raise RuntimeError(
+                                f"The transfer set changed while it was being read: this pass gave more than the "
+                                f"{len(lengths)} texts of an earlier one. Do not modify, add or remove the files of "
+                                f"{texts.source!r} during fit."
+                            )
+                        lengths[at : at + len(lens)] = lens
+                        at += len(lens)
+                        total += int(lens.sum())
             # copy-on-write: writable for torch.as_tensor, yet never written back; clean pages stay reclaimable
             flat = np.memmap(path, dtype=np.int32, mode="c", shape=(total,)) if total else np.zeros(0, np.int32)
             logger.info("%s: %d tokens of %d texts memory-mapped from %s", type(self).__name__, total,
@@ -1025,9 +1075,9 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                 os.unlink(path)
             except OSError:  # pragma: no cover - Windows cannot unlink a mapped file
                 logger.info("%s stays in the temp folder until deleted", path)
-        return _TokenStore(flat, lengths)
+        return _TokenStore(flat, lengths, min_bytes=SCRATCH_MIN_BYTES)
 
-    def _evaluate(self, val_idx, val_lengths, batch_loss, val_target, parallel=None):
+    def _evaluate(self, val_idx, val_lengths, batch_loss, val_target, parallel=None, *, min_bytes=_IN_MEMORY):
         """Mean validation loss and accuracy; across processes each scores its share, summed once over all."""
         import torch
 
@@ -1038,7 +1088,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
             mine = slice(parallel.rank, None, parallel.world_size)
             val_idx, val_lengths = val_idx[mine], val_lengths[mine]
         with torch.inference_mode():
-            for b in length_sorted_batches(val_lengths, self.predict_batch_size):
+            for b in length_sorted_batches(val_lengths, self.predict_batch_size, min_bytes=min_bytes):
                 idx = val_idx[b]
                 loss_value, logits = batch_loss(idx)
                 total += float(loss_value) * len(idx)

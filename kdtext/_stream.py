@@ -15,14 +15,14 @@ from __future__ import annotations
 import hashlib
 import math
 import tempfile
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .base import encodable_texts
 
-__all__ = ["StreamedTexts", "argsort_keys", "distinct_keys", "flatnonzero_blocks", "scratch_array", "stream_keys",
-           "take_rows", "take_texts", "text_keys"]
+__all__ = ["StreamedTexts", "argsort_keys", "argsort_lengths", "bucket_order", "distinct_keys", "flatnonzero_blocks",
+           "scratch_array", "shuffled_range", "stream_keys", "take_rows", "take_texts", "text_keys"]
 
 #: Rows per block of the bounded-memory sorts and copies here (bounds their temporary arrays).
 _BLOCK = 1 << 18
@@ -70,6 +70,15 @@ def scratch_array(shape: int | tuple[int, ...], dtype: Any, *, fill: Any = None,
     return out
 
 
+def shuffled_range(n: int, rng: np.random.Generator, *, min_bytes: int | None = None) -> np.ndarray:
+    """``rng.permutation(n)`` (the same numbers, the same draws) in a :func:`scratch_array`."""
+    out = scratch_array(n, np.int64, min_bytes=min_bytes)
+    for s in range(0, n, _BLOCK):
+        out[s : s + _BLOCK] = np.arange(s, min(n, s + _BLOCK))
+    rng.shuffle(out)  # Generator.permutation(n) is np.arange(n) shuffled in place
+    return out
+
+
 def stream_keys(chunks: Iterable[Sequence[str]]) -> np.ndarray:
     """:func:`text_keys` of every text of ``chunks``, in order; written to a temporary file and mapped when large."""
     with tempfile.TemporaryFile(prefix="kdtext-keys-") as f:
@@ -90,6 +99,49 @@ def _buckets(keys: np.ndarray, bits: int) -> np.ndarray:
     return ((raw[:, 0].astype(np.int64) << 8) | raw[:, 1]) >> (16 - bits)
 
 
+def bucket_order(n: int, bucket_of: Callable[[int, int], np.ndarray], n_buckets: int, *,
+                 block: int | None = None, min_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A stable counting sort of the positions ``0..n-1`` by a small bucket number, in bounded memory.
+
+    ``bucket_of(start, stop)`` gives the bucket (``0 <= b < n_buckets``) of
+    positions ``start..stop-1``; it is called twice per block of ``block``
+    positions, so memory holds one block. Returns ``(order, counts)``:
+    ``order`` (a :func:`scratch_array`) lists the positions of bucket 0, then
+    bucket 1, ..., each in increasing order; ``counts[b]`` is bucket ``b``'s size.
+    """
+    block = _BLOCK if block is None else block
+    counts = np.zeros(n_buckets, dtype=np.int64)
+    for s in range(0, n, block):
+        counts += np.bincount(bucket_of(s, min(n, s + block)), minlength=n_buckets)
+    order = scratch_array(n, np.int64, min_bytes=min_bytes)
+    cursor = np.cumsum(counts) - counts
+    for s in range(0, n, block):  # block by block, each bucket's positions appended in order
+        b = bucket_of(s, min(n, s + block))
+        by_bucket = np.argsort(b, kind="stable")
+        sorted_b = b[by_bucket]
+        c = np.bincount(b, minlength=n_buckets)
+        first_in_block = np.cumsum(c) - c
+        order[cursor[sorted_b] + np.arange(len(b)) - first_in_block[sorted_b]] = s + by_bucket
+        cursor += c
+    return order, counts
+
+
+def argsort_lengths(lengths: np.ndarray, *, block: int | None = None, min_bytes: int | None = None) -> np.ndarray:
+    """``np.argsort(-lengths, kind="stable")`` (longest first, ties in position order) in bounded memory.
+
+    ``lengths`` are token counts (small non-negative ints). Up to ``block`` of
+    them: ``np.argsort``; more: :func:`bucket_order` by length, the result in a
+    :func:`scratch_array`. The two give the same order.
+    """
+    n, block = len(lengths), _BLOCK if block is None else block
+    if n <= block:
+        return np.argsort(-np.asarray(lengths), kind="stable")
+    top = max(int(np.max(lengths[s : s + block])) for s in range(0, n, block))
+    order, _ = bucket_order(n, lambda s, e: top - np.asarray(lengths[s:e], dtype=np.int64), top + 1, block=block,
+                            min_bytes=min_bytes)
+    return order
+
+
 def argsort_keys(keys: np.ndarray, *, block: int | None = None) -> np.ndarray:
     """A stable argsort of ``S16`` keys (equal keys: smallest position first) in bounded memory.
 
@@ -102,20 +154,8 @@ def argsort_keys(keys: np.ndarray, *, block: int | None = None) -> np.ndarray:
     if n <= block:
         return np.argsort(np.asarray(keys), kind="stable")
     bits = min(16, max(1, math.ceil(math.log2(n / block))))
-    counts = np.zeros(1 << bits, dtype=np.int64)
-    for s in range(0, n, block):
-        counts += np.bincount(_buckets(keys[s : s + block], bits), minlength=1 << bits)
+    order, counts = bucket_order(n, lambda s, e: _buckets(keys[s:e], bits), 1 << bits, block=block)
     starts = np.cumsum(counts) - counts
-    order = scratch_array(n, np.int64)
-    cursor = starts.copy()
-    for s in range(0, n, block):  # a stable counting sort by bucket, block by block
-        b = _buckets(keys[s : s + block], bits)
-        by_bucket = np.argsort(b, kind="stable")
-        sorted_b = b[by_bucket]
-        c = np.bincount(b, minlength=1 << bits)
-        first_in_block = np.cumsum(c) - c
-        order[cursor[sorted_b] + np.arange(len(b)) - first_in_block[sorted_b]] = s + by_bucket
-        cursor += c
     for a, z in zip(starts.tolist(), (starts + counts).tolist()):
         if z - a > 1:  # positions in a bucket are increasing, so a stable sort of its keys keeps ties in order
             seg = np.asarray(order[a:z])
@@ -163,11 +203,11 @@ def distinct_keys(keys: np.ndarray, labels: np.ndarray | None = None) -> tuple[n
     return first, gold
 
 
-def flatnonzero_blocks(mask: np.ndarray, *, invert: bool = False) -> np.ndarray:
+def flatnonzero_blocks(mask: np.ndarray, *, invert: bool = False, min_bytes: int | None = None) -> np.ndarray:
     """``np.flatnonzero(mask)`` (of ``~mask`` with ``invert``) into a :func:`scratch_array`, block by block."""
     n = len(mask)
     count = sum(int(np.count_nonzero(mask[s : s + _BLOCK])) for s in range(0, n, _BLOCK))
-    out = scratch_array(n - count if invert else count, np.int64)
+    out = scratch_array(n - count if invert else count, np.int64, min_bytes=min_bytes)
     j = 0
     for s in range(0, n, _BLOCK):
         m = np.asarray(mask[s : s + _BLOCK])
@@ -177,9 +217,9 @@ def flatnonzero_blocks(mask: np.ndarray, *, invert: bool = False) -> np.ndarray:
     return out
 
 
-def take_rows(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def take_rows(a: np.ndarray, idx: np.ndarray, *, min_bytes: int | None = None) -> np.ndarray:
     """``a[idx]`` into a :func:`scratch_array`, block by block (memory holds one block of ``idx``)."""
-    out = scratch_array((len(idx),) + a.shape[1:], a.dtype)
+    out = scratch_array((len(idx),) + a.shape[1:], a.dtype, min_bytes=min_bytes)
     for s in range(0, len(idx), _BLOCK):
         out[s : s + _BLOCK] = a[np.asarray(idx[s : s + _BLOCK])]
     return out

@@ -108,6 +108,59 @@ def test_streaming_fit_gives_the_in_memory_student_bit_for_bit(tmp_path, teacher
     assert counting.passes == 3 and counting.max_chunk == CHUNK
 
 
+def test_streamed_neural_fit_maps_its_per_text_arrays_and_learns_the_same(tmp_path, teacher, corpus, monkeypatch):
+    """Blocks of 64 and every scratch array mapped: the streamed BiLSTM keeps no per-text array in memory (indices,
+    the validation split, lengths, offsets, validation targets, batch orders) and learns what the in-memory fit learns
+    with numpy's sorts and permutations."""
+    texts, y = corpus
+    kw = dict(alpha=0.3, random_state=0)
+    reference = DistillationClassifier(teacher, bilstm(), **kw).fit(texts, y)  # default blocks, plain numpy
+    made = []
+    scratch_array = kdtext._stream.scratch_array
+
+    def recording(shape, dtype, **kwargs):
+        out = scratch_array(shape, dtype, **kwargs)
+        made.append((np.shape(out), isinstance(out, np.memmap)))
+        return out
+
+    for module in (kdtext._stream, kdtext._neural):
+        monkeypatch.setattr(module, "_BLOCK", 64)
+        monkeypatch.setattr(module, "SCRATCH_MIN_BYTES", 1)
+        monkeypatch.setattr(module, "scratch_array", recording)
+    files = TextFiles(write_corpus(tmp_path, texts), chunk_size=CHUNK)
+    streamed = DistillationClassifier(teacher, bilstm(), **kw).fit(files, y)
+    per_text = [m for shape, m in made if shape[0] >= 450]  # the 500 distinct texts, their 450 training texts
+    assert len(per_text) >= 10 and all(per_text), made
+    made.clear()
+    in_memory = DistillationClassifier(teacher, bilstm(), **kw).fit(list(files), y)  # bucketed sorts, in memory
+    assert made and not any(m for _, m in made)
+    assert_same_student(streamed, reference)
+    assert_same_student(in_memory, reference)
+    assert streamed.history_[-1]["valid_score"] == reference.history_[-1]["valid_score"]
+
+
+def test_bucketed_batches_and_length_sorts_are_numpys():
+    lengths = np.random.default_rng(0).integers(0, 40, size=3000)
+    np.testing.assert_array_equal(kdtext._stream.argsort_lengths(lengths, block=64, min_bytes=1),
+                                  np.argsort(-lengths, kind="stable"))
+    idx = np.flatnonzero(np.arange(3000) % 7)
+
+    def old_batches(sub, batch_size, rng):  # the in-memory rule as first written
+        perm = rng.permutation(len(sub))
+        out = []
+        for start in range(0, len(perm), batch_size * 50):
+            chunk = perm[start : start + batch_size * 50]
+            chunk = chunk[np.argsort(sub[chunk], kind="stable")]
+            out.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+        rng.shuffle(out)
+        return out
+
+    new = kdtext._neural.bucketed_batches(lengths, 16, np.random.default_rng(5), idx=idx, min_bytes=1)
+    old = old_batches(lengths[idx], 16, np.random.default_rng(5))
+    assert len(new) == len(old) and all(np.array_equal(a, b) for a, b in zip(new, old))
+    assert isinstance(new[0], np.memmap)  # views of one mapped order
+
+
 def test_transformer_student_streams_too(tmp_path, teacher, corpus, tiny_bert_path):
     texts, _ = corpus
     files = TextFiles(write_corpus(tmp_path, texts[:200]), chunk_size=CHUNK)
