@@ -75,7 +75,8 @@ def shuffled_range(n: int, rng: np.random.Generator, *, min_bytes: int | None = 
     out = scratch_array(n, np.int64, min_bytes=min_bytes)
     for s in range(0, n, _BLOCK):
         out[s : s + _BLOCK] = np.arange(s, min(n, s + _BLOCK))
-    rng.shuffle(out)  # Generator.permutation(n) is np.arange(n) shuffled in place
+    # Generator.permutation(n) is np.arange(n) shuffled in place; shuffle takes its fast path on a plain ndarray only
+    rng.shuffle(out.view(np.ndarray))
     return out
 
 
