@@ -49,6 +49,7 @@ from ._stream import (
     argsort_lengths,
     flatnonzero_blocks,
     scratch_array,
+    scratch_range,
     shuffled_range,
     take_rows,
     take_texts,
@@ -605,10 +606,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         else a random ``validation_fraction``, block by block."""
         frac = self.validation_fraction
         if not frac:
-            train = scratch_array(n, np.int64, min_bytes=min_bytes)
-            for s in range(0, n, _BLOCK):
-                train[s : s + _BLOCK] = np.arange(s, min(n, s + _BLOCK))
-            return train, np.arange(0)
+            return scratch_range(n, min_bytes=min_bytes), np.arange(0)
         n_val = int(math.ceil(frac * n))
         if n_val < 1 or n - n_val < 1:
             raise ValueError(

@@ -22,7 +22,7 @@ import numpy as np
 from .base import encodable_texts
 
 __all__ = ["StreamedTexts", "argsort_keys", "argsort_lengths", "bucket_order", "distinct_keys", "flatnonzero_blocks",
-           "scratch_array", "shuffled_range", "stream_keys", "take_rows", "take_texts", "text_keys"]
+           "scratch_array", "scratch_range", "shuffled_range", "stream_keys", "take_rows", "take_texts", "text_keys"]
 
 #: Rows per block of the bounded-memory sorts and copies here (bounds their temporary arrays).
 _BLOCK = 1 << 18
@@ -70,11 +70,17 @@ def scratch_array(shape: int | tuple[int, ...], dtype: Any, *, fill: Any = None,
     return out
 
 
-def shuffled_range(n: int, rng: np.random.Generator, *, min_bytes: int | None = None) -> np.ndarray:
-    """``rng.permutation(n)`` (the same numbers, the same draws) in a :func:`scratch_array`."""
+def scratch_range(n: int, *, min_bytes: int | None = None) -> np.ndarray:
+    """``np.arange(n)`` (int64) in a :func:`scratch_array`, written block by block."""
     out = scratch_array(n, np.int64, min_bytes=min_bytes)
     for s in range(0, n, _BLOCK):
         out[s : s + _BLOCK] = np.arange(s, min(n, s + _BLOCK))
+    return out
+
+
+def shuffled_range(n: int, rng: np.random.Generator, *, min_bytes: int | None = None) -> np.ndarray:
+    """``rng.permutation(n)`` (the same numbers, the same draws) in a :func:`scratch_array`."""
+    out = scratch_range(n, min_bytes=min_bytes)
     # Generator.permutation(n) is np.arange(n) shuffled in place; shuffle takes its fast path on a plain ndarray only
     rng.shuffle(out.view(np.ndarray))
     return out

@@ -30,12 +30,14 @@ from .base import (
     seed_from_random_state,
 )
 from ._stream import (
+    _BLOCK,
     SCRATCH_MIN_BYTES,
     StreamedTexts,
     argsort_keys,
     distinct_keys,
     flatnonzero_blocks,
     scratch_array,
+    scratch_range,
     stream_keys,
     take_rows,
     take_texts,
@@ -155,8 +157,8 @@ class _TeacherCache:
         order = argsort_keys(keys)  # bounded memory: sorted by buckets, in scratch files when large
         ordered = take_rows(keys, order)
         prefix = scratch_array(n, np.uint64)  # non-decreasing, as the keys' byte order
-        for s in range(0, n, 1 << 20):
-            prefix[s : s + (1 << 20)] = _key_prefix(ordered[s : s + (1 << 20)])
+        for s in range(0, n, _BLOCK):
+            prefix[s : s + _BLOCK] = _key_prefix(ordered[s : s + _BLOCK])
         for shard_keys, values in self._shards():
             if len(shard_keys) == 0:
                 continue
@@ -794,7 +796,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
                             min_bytes=SCRATCH_MIN_BYTES if streamed else MEMMAP_THRESHOLD + 1)
         if isinstance(out, np.memmap):
             logger.info("teacher outputs for %d texts memory-mapped in a temporary file", n)
-        todo = np.arange(n)
+        todo = scratch_range(n, min_bytes=SCRATCH_MIN_BYTES if streamed else MEMMAP_THRESHOLD + 1)
         cache = None
         location = _memory_location(self.memory)
         if location is not None:
@@ -803,8 +805,8 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
                 keys = text_keys(texts)
             hit = cache.lookup(keys, out)
             n_hits = 0
-            for start in range(0, n, 1 << 20):  # older shards too; in blocks, no copy of all hits
-                rows = np.flatnonzero(hit[start : start + (1 << 20)]) + start
+            for start in range(0, n, _BLOCK):  # older shards too; in blocks, no copy of all hits
+                rows = np.flatnonzero(hit[start : start + _BLOCK]) + start
                 _check_finite_outputs(teacher, out[rows], _Rows(texts, rows))
                 n_hits += len(rows)
             todo = flatnonzero_blocks(hit, invert=True)

@@ -123,7 +123,7 @@ def test_streamed_neural_fit_maps_its_per_text_arrays_and_learns_the_same(tmp_pa
         made.append((np.shape(out), isinstance(out, np.memmap)))
         return out
 
-    for module in (kdtext._stream, kdtext._neural):
+    for module in (kdtext._stream, kdtext._neural, kdtext.distillation):
         monkeypatch.setattr(module, "_BLOCK", 64)
         monkeypatch.setattr(module, "SCRATCH_MIN_BYTES", 1)
         monkeypatch.setattr(module, "scratch_array", recording)
