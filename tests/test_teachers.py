@@ -103,8 +103,8 @@ def test_early_stopping_restores_best_weights(tiny_bert_path, monkeypatch):
     snapshots = {}
     real = TransformerClassifier._evaluate
 
-    def fake_evaluate(self, *args):
-        loss, _ = real(self, *args)
+    def fake_evaluate(self, *args, **kwargs):
+        loss, _ = real(self, *args, **kwargs)
         epoch = len(self.history_) + 1
         snapshots[epoch] = {k: v.clone() for k, v in self.model_.state_dict().items()}
         return loss, next(scores)
