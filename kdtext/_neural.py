@@ -154,7 +154,7 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int, *,
 
     The order is a :func:`~kdtext._stream.scratch_array` from ``min_bytes``
     (a streamed fit maps it to a file); the batches are views of it."""
-    order = argsort_lengths(lengths if isinstance(lengths, np.ndarray) else np.asarray(lengths), min_bytes=min_bytes)
+    order = argsort_lengths(np.asarray(lengths), min_bytes=min_bytes)  # a memmap's view, never a copy
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
@@ -168,7 +168,7 @@ def bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Gen
     one :func:`~kdtext._stream.scratch_array` from ``min_bytes`` (a streamed
     fit maps it to a file), sorted pool by pool in place; the batches are views.
     """
-    lengths = lengths if isinstance(lengths, np.ndarray) else np.asarray(lengths)
+    lengths = np.asarray(lengths)  # a memmap's view, never a copy
     n = len(lengths) if idx is None else len(idx)
     perm = shuffled_range(n, rng, min_bytes=min_bytes)  # the draws of rng.permutation(n)
     pool = batch_size * 50  # a multiple of batch_size: batches never straddle two pools

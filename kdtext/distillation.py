@@ -792,14 +792,15 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         ``keys``, the ``S16`` text keys, computed while de-duplicating)."""
         n = len(texts)
         streamed = isinstance(texts, StreamedTexts)  # a stream keeps every per-text array out of memory
-        out = scratch_array((n, n_classes), np.float32,
-                            min_bytes=SCRATCH_MIN_BYTES if streamed else MEMMAP_THRESHOLD + 1)
+        min_bytes = SCRATCH_MIN_BYTES if streamed else MEMMAP_THRESHOLD + 1
+        out = scratch_array((n, n_classes), np.float32, min_bytes=min_bytes)
         if isinstance(out, np.memmap):
             logger.info("teacher outputs for %d texts memory-mapped in a temporary file", n)
-        todo = scratch_range(n, min_bytes=SCRATCH_MIN_BYTES if streamed else MEMMAP_THRESHOLD + 1)
         cache = None
         location = _memory_location(self.memory)
-        if location is not None:
+        if location is None:
+            todo = scratch_range(n, min_bytes=min_bytes)  # no cache: the teacher labels every text
+        else:
             cache = _TeacherCache(location, teacher_fingerprint(teacher))
             if keys is None:
                 keys = text_keys(texts)
