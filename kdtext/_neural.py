@@ -47,10 +47,12 @@ from ._stream import (
     SCRATCH_MIN_BYTES,
     StreamedTexts,
     argsort_lengths,
+    class_counts,
     flatnonzero_blocks,
     scratch_array,
     scratch_range,
     shuffled_range,
+    stratified_holdout,
     take_rows,
     take_texts,
 )
@@ -602,8 +604,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                           min_bytes: int | None = _IN_MEMORY):
         """``(train_idx, val_idx)``, increasing; :func:`~kdtext._stream.scratch_array` s from ``min_bytes``.
 
-        Stratified when every text has a gold label (held in memory then);
-        else a random ``validation_fraction``, block by block."""
+        Stratified when every text has a gold label, else a random
+        ``validation_fraction``; block by block either way."""
         frac = self.validation_fraction
         if not frac:
             return scratch_range(n, min_bytes=min_bytes), np.arange(0)
@@ -614,40 +616,17 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                 "Use more texts, a different fraction, or validation_fraction=None."
             )
         perm = shuffled_range(n, rng, min_bytes=min_bytes)  # the draws of rng.permutation(n)
-        all_labeled = all(bool((np.asarray(y_idx[s : s + _BLOCK]) >= 0).all()) for s in range(0, n, _BLOCK))
-        if all_labeled and len(np.unique(y_idx)) > 1:
-            # stratified: take the same share of every class
-            val = []
-            for c in np.unique(y_idx):
-                members = perm[y_idx[perm] == c]
-                k = int(round(len(members) * n_val / n))
-                val.append(members[: min(k, len(members) - 1)])
-            val = np.concatenate(val)
-            if len(val) < n_val:
-                # per-class rounding fell short (small data): top up at random, keeping
-                # at least one training text of every class
-                left = np.bincount(y_idx, minlength=int(y_idx.max()) + 1) - np.bincount(
-                    y_idx[val], minlength=int(y_idx.max()) + 1
-                )
-                taken = set(val.tolist())
-                extra = []
-                for i in perm:
-                    if len(val) + len(extra) >= n_val:
-                        break
-                    if i not in taken and left[y_idx[i]] > 1:
-                        extra.append(i)
-                        left[y_idx[i]] -= 1
-                val = np.concatenate([val, np.asarray(extra, dtype=val.dtype)])
-            if len(val) == 0:
+        mask = scratch_array(n, bool, fill=False, min_bytes=min_bytes)
+        counts = class_counts(y_idx)  # None when some text has no gold label
+        if counts is not None and np.count_nonzero(counts) > 1:
+            if not stratified_holdout(perm, y_idx, counts, n_val, mask):
                 raise ValueError(
                     f"validation_fraction={frac} leaves no validation texts out of {n} while keeping a training "
                     "text of every class. Use more texts or validation_fraction=None."
                 )
         else:
-            val = perm[:n_val]
-        mask = scratch_array(n, bool, fill=False, min_bytes=min_bytes)
-        for s in range(0, len(val), _BLOCK):
-            mask[np.asarray(val[s : s + _BLOCK])] = True
+            for s in range(0, n_val, _BLOCK):
+                mask[np.asarray(perm[s : min(s + _BLOCK, n_val)])] = True
         return (flatnonzero_blocks(mask, invert=True, min_bytes=min_bytes),
                 flatnonzero_blocks(mask, min_bytes=min_bytes))
 

@@ -224,6 +224,71 @@ def flatnonzero_blocks(mask: np.ndarray, *, invert: bool = False, min_bytes: int
     return out
 
 
+def class_counts(y_idx: np.ndarray) -> np.ndarray | None:
+    """Texts per class of ``y_idx`` (class indices), block by block; None if any is ``-1`` (no gold label)."""
+    counts = np.zeros(0, np.int64)
+    for s in range(0, len(y_idx), _BLOCK):
+        y = np.asarray(y_idx[s : s + _BLOCK])
+        if len(y) and y.min() < 0:
+            return None
+        c = np.bincount(y)
+        if len(c) > len(counts):
+            counts = np.concatenate([counts, np.zeros(len(c) - len(counts), np.int64)])
+        counts[: len(c)] += c
+    return counts
+
+
+def _rank_in_class(c: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """For each entry of ``c`` (class indices, in order): how many of its class came before it, ``seen`` included."""
+    order = np.argsort(c, kind="stable")
+    sc = c[order]
+    starts = np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
+    within = np.arange(len(sc)) - np.repeat(starts, np.diff(np.r_[starts, len(sc)]))
+    rank = np.empty(len(c), np.int64)
+    rank[order] = within + seen[sc]
+    return rank
+
+
+def stratified_holdout(perm: np.ndarray, y_idx: np.ndarray, counts: np.ndarray, n_val: int,
+                       mask: np.ndarray) -> int:
+    """Mark a stratified validation split of about ``n_val`` texts in ``mask``; return how many were marked.
+
+    Every class gives its first ``min(round(n_c * n_val / n), n_c - 1)``
+    members in the order of ``perm`` (a permutation of the texts); if the
+    per-class rounding falls short of ``n_val``, the texts not taken are
+    added in ``perm`` order as long as their class keeps at least one
+    training text. Block by block: memory holds one block of ``perm`` and one
+    number per class.
+    """
+    n = len(perm)
+    k = np.maximum(np.minimum(np.round(counts * n_val / n).astype(np.int64), counts - 1), 0)
+    seen = np.zeros(len(counts), np.int64)
+    for s in range(0, n, _BLOCK):
+        p = np.asarray(perm[s : s + _BLOCK])
+        c = np.asarray(y_idx[p])
+        take = _rank_in_class(c, seen) < k[c]
+        mask[p[take]] = True
+        seen += np.bincount(c, minlength=len(counts))
+    marked = int(k.sum())
+    need = n_val - marked
+    if need <= 0:
+        return marked
+    budget = counts - k - 1  # a class may give texts while more than one of its texts is left for training
+    seen[:] = 0
+    for s in range(0, n, _BLOCK):
+        p = np.asarray(perm[s : s + _BLOCK])
+        p = p[~np.asarray(mask[p])]
+        c = np.asarray(y_idx[p])
+        eligible = np.flatnonzero(_rank_in_class(c, seen) < budget[c])[:need]
+        mask[p[eligible]] = True
+        seen += np.bincount(c, minlength=len(counts))
+        need -= len(eligible)
+        marked += len(eligible)
+        if need == 0:
+            break
+    return marked
+
+
 def take_rows(a: np.ndarray, idx: np.ndarray, *, min_bytes: int | None = None) -> np.ndarray:
     """``a[idx]`` into a :func:`scratch_array`, block by block (memory holds one block of ``idx``)."""
     out = scratch_array((len(idx),) + a.shape[1:], a.dtype, min_bytes=min_bytes)

@@ -161,6 +161,65 @@ def test_bucketed_batches_and_length_sorts_are_numpys():
     assert isinstance(new[0], np.memmap)  # views of one mapped order
 
 
+def _old_split(n, y_idx, frac, rng):
+    """The stratified/random validation split as first written (everything in memory)."""
+    n_val = int(np.ceil(frac * n))
+    perm = rng.permutation(n)
+    if (y_idx >= 0).all() and len(np.unique(y_idx)) > 1:
+        val = []
+        for c in np.unique(y_idx):
+            members = perm[y_idx[perm] == c]
+            val.append(members[: min(int(round(len(members) * n_val / n)), len(members) - 1)])
+        val = np.concatenate(val)
+        if len(val) < n_val:
+            left = np.bincount(y_idx, minlength=y_idx.max() + 1) - np.bincount(y_idx[val], minlength=y_idx.max() + 1)
+            taken, extra = set(val.tolist()), []
+            for i in perm:
+                if len(val) + len(extra) >= n_val:
+                    break
+                if i not in taken and left[y_idx[i]] > 1:
+                    extra.append(i)
+                    left[y_idx[i]] -= 1
+            val = np.concatenate([val, np.asarray(extra, dtype=val.dtype)])
+    else:
+        val = perm[:n_val]
+    mask = np.zeros(n, bool)
+    mask[val] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+@pytest.mark.parametrize("block", [7, 1 << 18])
+def test_validation_split_block_by_block_is_the_in_memory_split(monkeypatch, block):
+    """Stratified (every text labeled, with the small-data top-up) and random splits: the same indices as the
+    in-memory rule, from blocks of 7 and mapped scratch arrays, for balanced, imbalanced and tiny classes."""
+    monkeypatch.setattr(kdtext._stream, "_BLOCK", block)
+    monkeypatch.setattr(kdtext._neural, "_BLOCK", block)
+    est = BiLSTMClassifier()
+    gen = np.random.default_rng(0)
+    topped_up = 0
+    for case in range(60):
+        n = int(gen.integers(6, 400))
+        k = int(gen.integers(1, 8))
+        y = gen.choice(k, size=n, p=gen.dirichlet(np.full(k, 0.3 if case % 2 else 5.0)))
+        if case % 5 == 0:
+            y[gen.integers(n)] = -1  # one unlabeled text: a random split
+        est.validation_fraction = frac = float(gen.choice([0.05, 0.1, 0.2, 0.5]))
+        old = _old_split(n, y, frac, np.random.default_rng(case))
+        if len(old[1]) == 0:
+            with pytest.raises(ValueError, match="keeping a training text of every class"):
+                est._split_validation(n, y, np.random.default_rng(case), min_bytes=1)
+            continue
+        counts = np.bincount(y[y >= 0])
+        if (y >= 0).all() and np.count_nonzero(counts) > 1:
+            n_val = np.ceil(frac * n)
+            topped_up += np.minimum(np.round(counts * n_val / n), np.maximum(counts - 1, 0)).sum() < n_val
+        new = est._split_validation(n, y, np.random.default_rng(case), min_bytes=1)
+        assert all(isinstance(a, np.memmap) for a in new)
+        np.testing.assert_array_equal(new[0], old[0])
+        np.testing.assert_array_equal(new[1], old[1])
+    assert topped_up >= 3  # the top-up path ran
+
+
 def test_transformer_student_streams_too(tmp_path, teacher, corpus, tiny_bert_path):
     texts, _ = corpus
     files = TextFiles(write_corpus(tmp_path, texts[:200]), chunk_size=CHUNK)
