@@ -197,7 +197,8 @@ def run(
     X_all = list(X_lab) + list(X_unl)
     y_all = np.concatenate([y_lab, np.full(len(X_unl), -1)])
     memory = args.cache / f"{name}-teacher-outputs"
-    common = dict(memory=memory, temperature=args.temperature, alpha=args.alpha, random_state=args.seed)
+    # augment=0 (the default until 2026-12-03) unless --augment: the rows keep the meaning of the recorded tables
+    common = dict(memory=memory, temperature=args.temperature, alpha=args.alpha, augment=0, random_state=args.seed)
 
     def kd(student, **kw):
         return DistillationClassifier(teacher, student, **{**common, **kw})
@@ -211,7 +212,8 @@ def run(
     ]
     if make_static is not None:  # vectors from the fine-tuned teacher's folder, kdtext's distillation defaults
         routes.append(("static (kd)", DistillationClassifier(teacher, make_static(str(folder)), memory=memory,
-                                                             random_state=args.seed, **args.static_kd_params)))
+                                                             random_state=args.seed,
+                                                             **{"augment": 0, **args.static_kd_params})))
     if args.augment:
         routes.append((f"bilstm (kd kl, augment={args.augment})", kd(make_bilstm(), loss="kl", augment=args.augment)))
     for row, est in routes:

@@ -54,7 +54,7 @@ def main() -> None:
     rows, curves = [], {}
     for alpha in [float(a) for a in args.alphas.split(",")]:
         student = BiLSTMClassifier(epochs=args.epochs, n_iter_no_change=None, random_state=args.seed)
-        kd = DistillationClassifier(teacher, student, loss="kl", temperature=2.0, alpha=alpha,
+        kd = DistillationClassifier(teacher, student, loss="kl", temperature=2.0, alpha=alpha, augment=0,
                                     memory=cache / "distill_sst2-teacher-before-issue9-outputs")
         kd.fit(X_all, y_all)
         acc = accuracy_score(dev["label"], kd.predict(dev["text"].tolist()))

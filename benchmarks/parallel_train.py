@@ -50,7 +50,7 @@ def worker(args) -> None:
     student = BiLSTMClassifier(dropout=args.dropout, random_state=args.seed, device="cpu")
     t0 = time.perf_counter()
     kd = DistillationClassifier(teacher, student, loss="mse", memory=args.cache / "distill_ru_toxic-teacher-outputs",
-                                random_state=args.seed).fit(X_all, y_all)
+                                augment=0, random_state=args.seed).fit(X_all, y_all)  # augment: the old default
     seconds = time.perf_counter() - t0
     if int(os.environ.get("RANK", "0")) != 0:
         return

@@ -92,7 +92,7 @@ def main() -> None:
             if distil:
                 est = DistillationClassifier(
                     teacher, student(folder), loss="mse", alpha=0.0, memory=args.cache / "distill_sst2-teacher-outputs",
-                    random_state=args.seed,
+                    augment=0, random_state=args.seed,
                 ).fit(X_all, y_all)
             else:
                 est = student(folder).fit(X_lab, y_lab)

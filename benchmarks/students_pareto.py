@@ -216,8 +216,8 @@ def _run_rows(args, d, wanted, teacher, teacher_fit_s, loaded, folder, work) -> 
     fitted: dict[str, Any] = {"teacher": teacher}
     teacher_pred = teacher.predict(X_eval)
 
-    def kd(student):
-        return DistillationClassifier(teacher, student, memory=memory, random_state=args.seed)
+    def kd(student):  # augment=0, the default until 2026-12-03, for every student kind alike
+        return DistillationClassifier(teacher, student, memory=memory, augment=0, random_state=args.seed)
 
     def make(name: str):
         """(estimator, fit seconds) for a row."""

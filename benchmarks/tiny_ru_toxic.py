@@ -120,7 +120,7 @@ def main() -> None:
             r["meets targets"] = bool(r["disk MB"] <= t_disk / 8 and r["share"] >= 0.97 and r["speed-up"] >= 2)
         write_json(args.out, out)
 
-    kd_common = dict(loss="mse", memory=memory, random_state=args.seed)
+    kd_common = dict(loss="mse", memory=memory, augment=0, random_state=args.seed)  # augment: the old default
     if "logits" in wanted:
         t0 = time.perf_counter()
         kd = DistillationClassifier(teacher, student(folder), **kd_common).fit(X_all, y_all)

@@ -248,7 +248,7 @@ def test_soft_route_passes_logits_labels_and_loss(teacher, data, monkeypatch):
         def predict(self, X):
             return self.classes_[np.zeros(len(X), dtype=int)]
 
-    kd = DistillationClassifier(teacher, SoftStudent(), loss="mse", temperature=3.0, alpha=0.3).fit(X, y)
+    kd = DistillationClassifier(teacher, SoftStudent(), loss="mse", temperature=3.0, alpha=0.3, augment=0).fit(X, y)
     assert kd.target_ == "soft"
     assert calls["loss"] == "mse" and calls["T"] == 3.0 and calls["alpha"] == 0.3
     assert calls["logits"].shape == (len(set(X)), 2)
@@ -280,14 +280,15 @@ def test_augmentation_is_deterministic_and_labeled_by_teacher(teacher, data):
     assert c.n_transfer_ != a.n_transfer_ or not np.array_equal(np.array(a.teacher_logits_), np.array(c.teacher_logits_))
 
 
-def test_augment_auto_grows_small_transfer_sets_of_neural_students(teacher, data, monkeypatch):
+def test_augment_auto_the_default_grows_small_transfer_sets_of_neural_students(teacher, data, monkeypatch):
     from kdtext import BiLSTMClassifier
 
     X, y = all_x_y(data)
-    kd = DistillationClassifier(teacher, tfidf_ridge(), augment="auto").fit(X, y)
+    assert DistillationClassifier(teacher, tfidf_ridge()).augment == "auto"
+    kd = DistillationClassifier(teacher, tfidf_ridge()).fit(X, y)  # the default
     assert kd.augment_ == 0 and kd.n_transfer_ == len(set(X))  # scikit-learn students: none
     student = BiLSTMClassifier(vocab_size=300, embedding_dim=8, hidden_dim=8, epochs=1, random_state=0)
-    kd = DistillationClassifier(teacher, student, augment="auto", random_state=0).fit(X, y)
+    kd = DistillationClassifier(teacher, student, random_state=0).fit(X, y)  # the default
     assert kd.augment_ == distillation_module.AUGMENT_MAX  # a few hundred texts: the most variants
     assert kd.n_transfer_ > 2 * len(set(X))
     assert DistillationClassifier(teacher, student, augment=1).fit(X, y).augment_ == 1
@@ -408,7 +409,7 @@ def test_transformer_teacher_into_bilstm_student(data, tiny_bert_path):
                                learning_rate=1e-2, validation_fraction=None, random_state=0)
     X_all = X + X_unl + X[:10]  # ten duplicates: labeled once each
     y_all = np.concatenate([y, np.full(len(X_unl), -1), y[:10]])
-    kd = DistillationClassifier(teacher, student, loss="mse", alpha=0.0, random_state=0).fit(X_all, y_all)
+    kd = DistillationClassifier(teacher, student, loss="mse", alpha=0.0, augment=0, random_state=0).fit(X_all, y_all)
 
     assert kd.teacher_ is teacher and teacher.model_ is model  # used, not copied or refitted
     for k, v in model.state_dict().items():

@@ -216,7 +216,7 @@ def _interrupt_bilstm_at(monkeypatch, batch):
 def test_ctrl_c_in_the_student_sets_interrupted_and_warns_once(monkeypatch):
     X, y = make_toy_texts(64, seed=4)  # 8 batches per epoch
     _interrupt_bilstm_at(monkeypatch, 12)
-    kd = DistillationClassifier(_lr_teacher(), _bilstm())
+    kd = DistillationClassifier(_lr_teacher(), _bilstm(), augment=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         kd.fit(X)
@@ -229,7 +229,7 @@ def test_ctrl_c_in_the_student_sets_interrupted_and_warns_once(monkeypatch):
 
 def test_ctrl_c_in_the_students_first_epoch_reraises_and_changes_nothing(monkeypatch):
     X, y = make_toy_texts(64, seed=4)
-    kd = DistillationClassifier(_lr_teacher(), _bilstm(epochs=2)).fit(X)
+    kd = DistillationClassifier(_lr_teacher(), _bilstm(epochs=2), augment=0).fit(X)
     before = kd.predict_proba(PROBE)
     student = kd.student_
     _interrupt_bilstm_at(monkeypatch, 3)

@@ -193,7 +193,7 @@ def test_the_teacher_runs_without_gradients_and_keeps_its_mode(teacher, tmp_path
 def _kd(teacher, folder, **kw):
     student = TransformerClassifier(folder, epochs=3, batch_size=8, learning_rate=1e-3, random_state=0,
                                     validation_fraction=None)
-    return DistillationClassifier(teacher, student, loss="mse", report=False, **kw)
+    return DistillationClassifier(teacher, student, loss="mse", report=False, **{"augment": 0, **kw})
 
 
 @pytest.mark.parametrize("kind", ["cosine", "mse"])
