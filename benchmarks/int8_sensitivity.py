@@ -11,12 +11,15 @@ some MatMuls left out of the quantization (``nodes_to_exclude``), through the ex
 - ``--sensitivity``: each weight MatMul/Gemm quantized ALONE (the rest fp32) on the first 1,000 texts: the mean
   absolute logit difference to fp32 and the argmax agreement it causes, most harmful first.
 - then, for each variant of ``VARIANTS`` (names of the layers' feed-forward MatMuls, found in the graph): argmax
-  agreement with fp32, accuracy, max logit difference, and texts/s against onnxruntime fp32 (best of
-  ``--repeats``, all variants interleaved so they see the same machine load).
+  agreement with fp32, accuracy, max logit difference, and texts/s against onnxruntime fp32 and against torch fp32
+  (the teacher's own ``predict_logits``, row (c) of ``teacher_throughput.py``, the issue's reference), best of
+  ``--repeats``, all forms interleaved so they see the same machine load. ``--threads N`` gives torch and
+  onnxruntime N threads each (default: their defaults).
 
 Command::
 
     python benchmarks/int8_sensitivity.py --sensitivity
+    OMP_NUM_THREADS=1 python benchmarks/int8_sensitivity.py --threads 1 --teacher FOLDER --out FILE
 
 Writes ``benchmarks/results/int8_sensitivity.json``.
 """
@@ -61,7 +64,7 @@ def weight_matmuls(model_path: Path) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in inits]
 
 
-def quantized(fp32: Path, work: Path, tag: str, *, include=None, exclude=()):
+def quantized(fp32: Path, work: Path, tag: str, *, include=None, exclude=(), **params):
     """An OnnxClassifier over a copy of the fp32 export quantized by export_onnx's own rule, some nodes left out."""
     from kdtext import OnnxClassifier
     from kdtext.onnx import ONNX_CONFIG_NAME, _quantize_int8
@@ -71,7 +74,7 @@ def quantized(fp32: Path, work: Path, tag: str, *, include=None, exclude=()):
     config = json.loads((folder / ONNX_CONFIG_NAME).read_text(encoding="utf-8"))
     _quantize_int8(folder, config, nodes_to_quantize=include, nodes_to_exclude=exclude)
     (folder / ONNX_CONFIG_NAME).write_text(json.dumps(config), encoding="utf-8")
-    return OnnxClassifier.from_pretrained(folder)
+    return OnnxClassifier.from_pretrained(folder, **params)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", type=Path, default=_common.BENCH_DIR / ".cache" / "distill_sst2-teacher")
     parser.add_argument("--sensitivity", action="store_true", help="also quantize each MatMul alone")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch and onnxruntime threads (default: theirs)")
     args = parser.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ort_params = {"n_threads": args.threads} if args.threads else {}
 
     from kdtext import OnnxClassifier, TransformerClassifier
 
@@ -93,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="kdtext-int8-") as tmp:
         work = Path(tmp)
         fp32 = teacher.export_onnx(work / "fp32")
-        ref = OnnxClassifier.from_pretrained(fp32)
+        ref = OnnxClassifier.from_pretrained(fp32, **ort_params)
         L = ref.predict_logits(X)
         result["fp32_accuracy"] = float(np.mean(L.argmax(1) == y))
         nodes = weight_matmuls(fp32 / "model.onnx")
@@ -120,10 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         models = {}
         for name, layers in VARIANTS.items():
             keep = [n for i in (range(n_layers) if layers == "all" else layers) for n in ffn[i]]
-            models[name] = (quantized(fp32, work, f"v{len(models)}", exclude=keep), keep)
-        times = {name: [] for name in ["fp32", *models]}
+            models[name] = (quantized(fp32, work, f"v{len(models)}", exclude=keep, **ort_params), keep)
+        times = {name: [] for name in ["torch fp32", "fp32", *models]}
         rows = {}
         for rep in range(args.repeats):
+            t0 = time.perf_counter()
+            teacher.predict_logits(X)
+            times["torch fp32"].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             ref.predict_logits(X)
             times["fp32"].append(time.perf_counter() - t0)
@@ -136,10 +148,14 @@ def main(argv: list[str] | None = None) -> int:
                               "accuracy": float(np.mean(Q.argmax(1) == y)), "max_logit_diff": float(np.abs(Q - L).max())}
         for name, row in rows.items():
             row["speed_vs_fp32"] = min(times["fp32"]) / min(times[name])
+            row["speed_vs_torch_fp32"] = min(times["torch fp32"]) / min(times[name])
         result["fp32_seconds"] = times["fp32"]
+        result["torch_fp32_seconds"] = times["torch fp32"]
+        result["threads"] = args.threads
         result["variants"] = list(rows.values())
     _common.print_table(result["variants"], floatfmt="{:.4f}")
-    print(f"onnxruntime fp32: accuracy {result['fp32_accuracy']:.4f}, best {min(times['fp32']):.1f} s")
+    print(f"onnxruntime fp32: accuracy {result['fp32_accuracy']:.4f}, best {min(times['fp32']):.1f} s; "
+          f"torch fp32 best {min(times['torch fp32']):.1f} s")
     _common.write_json(args.out, {**result, "machine": _common.machine_info()})
     return 0
 
