@@ -97,7 +97,7 @@ def main() -> None:
             t0 = time.perf_counter()
             if distil:
                 # the defaults (KL at T=2 on the teacher alone; for the BiLSTM, augment="auto" grows the transfer
-                # set to about 25,000 texts) measured best on seven data sets (benchmarks/README.md).
+                # set to about 25,000 texts) measured best on six data sets (benchmarks/README.md).
                 # memory: the second student reuses the teacher's outputs.
                 model = DistillationClassifier(teacher, student, memory=cache, random_state=args.seed).fit(X_all, y_all)
             else:

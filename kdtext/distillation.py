@@ -444,7 +444,7 @@ class DistillationClassifier(_SharesTeacherMixin, MetaEstimatorMixin, Classifier
         fewer than 25,000 texts in memory, as many variants per text as bring
         it to about 25,000, at most 4; otherwise none (a stream, a large
         transfer set, a scikit-learn student; ``augment_`` says how many).
-        Chosen by ``benchmarks/robustness.py`` (seven development sets, 250
+        Chosen by ``benchmarks/robustness.py`` (six development sets, 250
         and 1,000 labeled texts + 4,000 unlabeled, the default BiLSTM student,
         4 variants per text against none): the student kept on average 97.8%
         of the teacher's metric instead of 93.8% over the eleven set/size
