@@ -617,8 +617,8 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
             )
         perm = shuffled_range(n, rng, min_bytes=min_bytes)  # the draws of rng.permutation(n)
         mask = scratch_array(n, bool, fill=False, min_bytes=min_bytes)
-        counts = class_counts(y_idx)  # None when some text has no gold label
-        if counts is not None and np.count_nonzero(counts) > 1:
+        counts, n_unlabeled = class_counts(y_idx)
+        if not n_unlabeled and np.count_nonzero(counts) > 1:
             if not stratified_holdout(perm, y_idx, counts, n_val, mask):
                 raise ValueError(
                     f"validation_fraction={frac} leaves no validation texts out of {n} while keeping a training "
@@ -932,10 +932,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         cw = self.class_weight
         if cw is None:
             return None
-        counts = np.zeros(n_classes, dtype=np.float64)  # labeled texts per class, block by block
-        for s in range(0, len(y_idx), _BLOCK):
-            b = np.asarray(y_idx[s : s + _BLOCK])
-            counts += np.bincount(b[b >= 0], minlength=n_classes)
+        counts = class_counts(y_idx, n_classes)[0].astype(np.float64)  # labeled texts per class
         if isinstance(cw, str):  # "balanced", as scikit-learn: n / (n_classes * count)
             if (counts == 0).any():
                 missing = [self.classes_[i] for i in np.flatnonzero(counts == 0)]

@@ -224,18 +224,21 @@ def flatnonzero_blocks(mask: np.ndarray, *, invert: bool = False, min_bytes: int
     return out
 
 
-def class_counts(y_idx: np.ndarray) -> np.ndarray | None:
-    """Texts per class of ``y_idx`` (class indices), block by block; None if any is ``-1`` (no gold label)."""
-    counts = np.zeros(0, np.int64)
+def class_counts(y_idx: np.ndarray, n_classes: int = 0) -> tuple[np.ndarray, int]:
+    """``(texts per class, texts without a gold label)`` of ``y_idx`` (class indices, ``-1``: none), block by block.
+
+    The counts have at least ``n_classes`` entries."""
+    counts = np.zeros(n_classes, np.int64)
+    n_unlabeled = 0
     for s in range(0, len(y_idx), _BLOCK):
         y = np.asarray(y_idx[s : s + _BLOCK])
-        if len(y) and y.min() < 0:
-            return None
-        c = np.bincount(y)
+        labeled = y >= 0
+        n_unlabeled += len(y) - int(np.count_nonzero(labeled))
+        c = np.bincount(y[labeled])
         if len(c) > len(counts):
             counts = np.concatenate([counts, np.zeros(len(c) - len(counts), np.int64)])
         counts[: len(c)] += c
-    return counts
+    return counts, n_unlabeled
 
 
 def _rank_in_class(c: np.ndarray, seen: np.ndarray) -> np.ndarray:
