@@ -25,6 +25,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -212,15 +213,44 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = 
     return text
 
 
+_CHECKOUT_FILE = re.compile(r"(?:/[^/\s\"':]+)+?/((?:benchmarks|kdtext|tests|examples|docs)/)")
+_SHARED = re.compile(r"(?:/[^/\s\"':]+)+?/shared/data\b")
+
+
+def portable(value: Any) -> Any:
+    """``value`` (a JSON-like tree) with this machine's absolute paths made portable.
+
+    A path into a checkout (``.../benchmarks/...``, ``.../kdtext/...``) becomes
+    relative to it, the data folder becomes ``../shared/data`` and the temporary
+    folder ``$TMPDIR``: the result files are project files, and no path of the
+    machine that ran them belongs there.
+    """
+    import tempfile
+
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    if not isinstance(value, str) or "/" not in value:
+        return value
+    value = _SHARED.sub("../shared/data", value)
+    value = _CHECKOUT_FILE.sub(r"\1", value)
+    tmp = tempfile.gettempdir().rstrip("/")
+    return re.sub(rf"(?<![\w.]){re.escape(tmp)}(?=/|\b)", "$TMPDIR", value) if tmp else value
+
+
 def write_json(path: str | os.PathLike, result: dict[str, Any], *, command: str | None = None) -> Path:
-    """Write ``result`` with ``machine`` info and the ``command`` line to ``path`` (folders created)."""
+    """Write ``result`` with ``machine`` info and the ``command`` line to ``path`` (folders created).
+
+    Paths are made :func:`portable` first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
+    payload = portable({
         "command": command if command is not None else "python " + " ".join(sys.argv),
         "machine": machine_info(),
         **result,
-    }
+    })
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {path}", flush=True)
     return path

@@ -35,3 +35,48 @@ def test_public_names():
     for name in ("DistillationClassifier", "TransformerClassifier", "BiLSTMClassifier", "OnnxClassifier"):
         assert name in kdtext.__all__
         assert getattr(kdtext, name).__name__ == name
+
+
+def _tracked_text_files() -> list:
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout (an sdist): the files on disk
+        return [p for p in REPO.rglob("*") if p.is_file() and ".git" not in p.parts and ".cache" not in p.parts]
+    return [REPO / name for name in out.decode().split("\0") if name]
+
+
+def test_no_path_of_this_machine_in_project_files():
+    # the checkout's own absolute path and that of the shared data folder beside it: a result file or a doc that
+    # names them works on this machine only (benchmarks/_common.portable rewrites them in every result JSON)
+    machine_paths = {str(REPO), str((REPO.parent / "shared").resolve())}
+    offenders = []
+    for file in _tracked_text_files():
+        if file.suffix not in {".py", ".md", ".rst", ".json", ".toml", ".txt", ".cfg", ".yaml", ".yml", ""}:
+            continue
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        offenders += [f"{file.relative_to(REPO)}: {p}" for p in machine_paths if p in text]
+    assert not offenders, offenders
+
+
+def test_benchmark_results_are_written_with_portable_paths(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    import json
+    import tempfile
+
+    tmp = tempfile.gettempdir()
+    command = (f"python {REPO}/benchmarks/x.py --data {REPO.parent}/shared/data --teacher {tmp}/run/teacher "
+               f"--out {tmp}/x.json")
+    out = _common.write_json(tmp_path / "r.json", {"module": f"{REPO}/kdtext/__init__.py", "n": [1, "a/b"]},
+                             command=command)
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["command"] == ("python benchmarks/x.py --data ../shared/data --teacher $TMPDIR/run/teacher "
+                               "--out $TMPDIR/x.json")
+    assert data["module"] == "kdtext/__init__.py"
+    assert data["n"] == [1, "a/b"]
