@@ -409,10 +409,12 @@ def export_onnx(estimator: Any, path: str | os.PathLike, *, quantize: str | None
     texts too, against a bound it can meet (every logit within 25% of the
     largest); its max logit difference to torch and its argmax agreement on
     them go into ``onnx_config.json`` (``"quantization_check"``). On
-    all-MiniLM-L6-v2 fine-tuned on SST-2, ``benchmarks/teacher_throughput.py``
-    measured 2.6x the texts/s of torch fp32 (a busy 2-vCPU machine), a graph
-    4x smaller, 98.2% argmax agreement with fp32 and no accuracy loss, for the
-    teacher and for a student distilled from its labels.
+    all-MiniLM-L6-v2 fine-tuned on SST-2, ``benchmarks/int8_sensitivity.py``
+    measured 1.61x the texts/s of torch fp32 on an idle 2-vCPU machine (two
+    threads each; 1.47x with one), a graph 4x smaller, 98.3% argmax agreement
+    with fp32 and no accuracy loss, for the teacher
+    (``benchmarks/teacher_throughput.py``: for a student distilled from its
+    labels too).
 
     Parameters
     ----------
