@@ -26,18 +26,20 @@ import logging
 import os
 import tempfile
 import warnings
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import Interval
 
-from .base import LogitsClassifierMixin, TextInputMixin
+from .base import LogitsClassifierMixin, TextInputMixin, check_texts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TorchInt8Classifier", "int8_teacher", "BACKENDS"]
+__all__ = ["TorchInt8Classifier", "MarginFallbackClassifier", "int8_teacher", "BACKENDS"]
 
 #: the values of ``int8_teacher(..., backend=...)``
 BACKENDS = ("auto", "onnxruntime", "torch")
@@ -198,8 +200,147 @@ class TorchInt8Classifier(TextInputMixin, LogitsClassifierMixin, ClassifierMixin
                                digest_size=16).hexdigest()
 
 
+class MarginFallbackClassifier(TextInputMixin, LogitsClassifierMixin, ClassifierMixin, BaseEstimator):
+    """Label with a fast classifier; re-label with an exact one the texts it is unsure of.
+
+    An int8 teacher disagrees with its fp32 self on about 1.5% of texts, and
+    nearly all of them are texts it is unsure of: the two classes it ranks
+    highest are close. :meth:`predict_logits` runs ``fast`` on every text and
+    ``exact`` only on the texts whose top-two probability margin under
+    ``fast`` (``p[top] - p[second]``) is below ``margin``; those texts get
+    ``exact``'s logits. The result agrees with ``exact`` wherever ``fast``
+    was sure, and is ``exact`` itself near the decision boundary, where soft
+    labels matter most to a student. :func:`int8_teacher` builds one with
+    ``rescore_margin=...``.
+
+    Measured with all-MiniLM-L6-v2 fine-tuned on 8,000 SST-2 texts (the
+    distill_sst2 teacher; 2,693 dev + test sentences, onnxruntime int8 as
+    ``fast``, the fp32 teacher as ``exact``): argmax agreement with fp32
+    98.29% without re-labeling; ``margin=0.2`` re-labels 2.6% of the texts
+    (99.11% agreement), ``0.3`` 3.6% (99.33%), ``0.4`` 4.9% (99.63%). The
+    cost is ``fast``'s time plus ``exact``'s on that share of the texts.
+    See ``docs/onnx.rst`` for other data sets.
+
+    Like :class:`~kdtext.OnnxClassifier`, the models are already trained:
+    ``fit`` checks them and ignores ``X`` and ``y``; ``clone`` shares them.
+
+    Parameters
+    ----------
+    fast : classifier
+        A fitted classifier with ``predict_logits`` and ``classes_`` (an
+        :class:`~kdtext.OnnxClassifier` over an int8 export, a
+        :class:`TorchInt8Classifier`).
+    exact : classifier
+        A fitted classifier with ``predict_logits`` and the same ``classes_``
+        in the same order (the fp32 teacher ``fast`` was made from).
+    margin : float in [0, 1], default=0.3
+        Texts whose top-two probability margin under ``fast`` is below this
+        are re-labeled by ``exact``. 0 never calls ``exact``; 1 re-labels
+        every text. 0.3 gave 99.3% agreement with fp32 for 3.6% of the texts
+        re-labeled on the SST-2 measurement above.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The classes of both classifiers.
+
+    Examples
+    --------
+    >>> from kdtext.quantization import MarginFallbackClassifier, int8_teacher
+    >>> fast = int8_teacher(teacher)  # doctest: +SKIP
+    >>> careful = MarginFallbackClassifier(fast, teacher, margin=0.3).fit()  # doctest: +SKIP
+    >>> careful = int8_teacher(teacher, rescore_margin=0.3)  # the same, in one call  # doctest: +SKIP
+    """
+
+    _parameter_constraints: dict = {
+        "fast": "no_validation",
+        "exact": "no_validation",
+        "margin": [Interval(Real, 0, 1, closed="both")],
+    }
+
+    def __init__(self, fast: Any, exact: Any, *, margin: float = 0.3):
+        self.fast = fast
+        self.exact = exact
+        self.margin = margin
+
+    def __sklearn_clone__(self):
+        # both models are fitted: a clone shares them (as FrozenEstimator does); cloning them would unfit them
+        return type(self)(self.fast, self.exact, margin=self.margin)
+
+    def fit(self, X=None, y=None) -> "MarginFallbackClassifier":
+        """Check both classifiers. ``X`` and ``y`` are ignored.
+
+        Returns
+        -------
+        self : object
+
+        Raises
+        ------
+        TypeError
+            If either has no ``predict_logits``.
+        NotFittedError
+            If either is not fitted.
+        ValueError
+            If ``margin`` is not in [0, 1], or their classes differ.
+        """
+        self._validate_params()
+        classes = {}
+        for role in ("fast", "exact"):
+            model = getattr(self, role)
+            if not callable(getattr(model, "predict_logits", None)):
+                raise TypeError(
+                    f"MarginFallbackClassifier's {role} must have predict_logits (an OnnxClassifier, a "
+                    f"TorchInt8Classifier or a kdtext neural estimator), got {type(model).__name__}."
+                )
+            if getattr(model, "classes_", None) is None:
+                raise NotFittedError(
+                    f"MarginFallbackClassifier's {role} ({type(model).__name__}) is not fitted: it has no classes_. "
+                    "Pass fitted classifiers."
+                )
+            classes[role] = np.asarray(model.classes_)
+        a, b = classes["fast"], classes["exact"]
+        if a.shape != b.shape or not np.array_equal(a, b):
+            raise ValueError(
+                f"fast and exact must have the same classes in the same order, got {a.tolist()} and {b.tolist()}. "
+                "Pass the int8 copy of the same teacher."
+            )
+        self.classes_ = a
+        return self
+
+    def predict_logits(self, X) -> np.ndarray:
+        """``fast``'s logits, with ``exact``'s for the texts below ``margin``; (n_samples, n_classes), float32."""
+        self._check_fitted()
+        texts = check_texts(X)
+        logits = np.array(self.fast.predict_logits(texts), dtype=np.float32)
+        unsure = np.flatnonzero(_top_two_margin(logits) < self.margin)
+        if unsure.size:
+            logits[unsure] = np.asarray(self.exact.predict_logits([texts[i] for i in unsure]), dtype=np.float32)
+        logger.debug("MarginFallbackClassifier: %d of %d texts re-labeled by %s", unsure.size, len(texts),
+                     type(self.exact).__name__)
+        return logits
+
+    def _fingerprint(self) -> str:
+        """Both classifiers' fingerprints and the margin: names the teacher cache of DistillationClassifier."""
+        from .distillation import teacher_fingerprint
+
+        self._check_fitted()
+        key = f"{teacher_fingerprint(self.fast)}:{teacher_fingerprint(self.exact)}:margin={float(self.margin)!r}"
+        return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+
+def _top_two_margin(logits: np.ndarray) -> np.ndarray:
+    """Per row, the softmax probability of the top class minus that of the second."""
+    z = logits.astype(np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    if p.shape[1] < 2:
+        return np.ones(len(p))
+    top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
 def int8_teacher(estimator: Any, path: str | os.PathLike | None = None, *, backend: str = "auto",
-                 **params) -> Any:
+                 rescore_margin: float | None = None, **params) -> Any:
     """An int8 copy of a fitted teacher, to label a large transfer set faster on a CPU.
 
     Parameters
@@ -217,21 +358,28 @@ def int8_teacher(estimator: Any, path: str | os.PathLike | None = None, *, backe
         "kdtext[onnx]"``). ``"torch"``: :class:`TorchInt8Classifier`.
         ``"auto"``: onnxruntime when ``onnx``, ``onnxscript`` and
         ``onnxruntime`` can be imported, else torch.
+    rescore_margin : float in [0, 1] or None, default=None
+        None: the int8 classifier alone. A number: a
+        :class:`MarginFallbackClassifier` that re-labels with ``estimator``
+        itself (fp32) the texts whose int8 top-two probability margin is
+        below it. On the SST-2 teacher, 0.3 raised argmax agreement with fp32
+        from 98.3% to 99.3% by re-labeling 3.6% of the texts. Off by default:
+        measured on two development sets only (``docs/onnx.rst``).
     **params
         Passed to :class:`~kdtext.OnnxClassifier` (``batch_size``,
         ``n_threads``, ``providers``); refused for the torch backend.
 
     Returns
     -------
-    teacher : OnnxClassifier or TorchInt8Classifier
+    teacher : OnnxClassifier, TorchInt8Classifier or MarginFallbackClassifier
         Fitted; has ``predict_logits``, ``predict_proba``, ``predict`` and
         ``classes_``.
 
     Raises
     ------
     ValueError
-        If ``backend`` is unknown, or ``params`` are given with the torch
-        backend.
+        If ``backend`` is unknown, ``rescore_margin`` is not in [0, 1], or
+        ``params`` are given with the torch backend.
 
     Examples
     --------
@@ -239,9 +387,12 @@ def int8_teacher(estimator: Any, path: str | os.PathLike | None = None, *, backe
     >>> from kdtext.quantization import int8_teacher
     >>> fast = int8_teacher(teacher)  # doctest: +SKIP
     >>> kd = DistillationClassifier(fast, student).fit(unlabeled_texts)  # doctest: +SKIP
+    >>> careful = int8_teacher(teacher, rescore_margin=0.3)  # fp32 for the unsure texts  # doctest: +SKIP
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}.")
+    if rescore_margin is not None:
+        MarginFallbackClassifier(None, None, margin=rescore_margin)._validate_params()
     _fitted_neural(estimator, "int8_teacher")
     if backend == "auto":
         backend = "onnxruntime" if _onnxruntime_available() else "torch"
@@ -252,14 +403,18 @@ def int8_teacher(estimator: Any, path: str | os.PathLike | None = None, *, backe
                 f"the torch backend takes no folder and no OnnxClassifier parameters, got path={path!r} and "
                 f"{sorted(params)}. Drop them, or use backend='onnxruntime'."
             )
-        return TorchInt8Classifier(estimator).fit()
+        fast = TorchInt8Classifier(estimator).fit()
+    else:
+        from .onnx import OnnxClassifier, export_onnx
 
-    from .onnx import OnnxClassifier, export_onnx
-
-    if path is not None:
-        return OnnxClassifier.from_pretrained(export_onnx(estimator, path, quantize="int8"), **params)
-    with tempfile.TemporaryDirectory(prefix="kdtext-int8-") as tmp:
-        folder = export_onnx(estimator, Path(tmp) / "int8", quantize="int8")
-        # an int8 graph is always one file (export_onnx writes no external data for it), whose bytes the
-        # classifier holds: the folder can go
-        return OnnxClassifier.from_pretrained(folder, **params)
+        if path is not None:
+            fast = OnnxClassifier.from_pretrained(export_onnx(estimator, path, quantize="int8"), **params)
+        else:
+            with tempfile.TemporaryDirectory(prefix="kdtext-int8-") as tmp:
+                folder = export_onnx(estimator, Path(tmp) / "int8", quantize="int8")
+                # an int8 graph is always one file (export_onnx writes no external data for it), whose bytes
+                # the classifier holds: the folder can go
+                fast = OnnxClassifier.from_pretrained(folder, **params)
+    if rescore_margin is None:
+        return fast
+    return MarginFallbackClassifier(fast, estimator, margin=rescore_margin).fit()

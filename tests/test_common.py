@@ -132,6 +132,14 @@ def _int8(paths, labels=None):
     return TorchInt8Classifier(paths["bilstm_str" if labels is not None else "bilstm"])
 
 
+def _margin_fallback(paths, labels=None):
+    """A MarginFallbackClassifier: torch's int8 copy of a fitted BiLSTM, the BiLSTM for the unsure texts."""
+    from kdtext.quantization import MarginFallbackClassifier, TorchInt8Classifier
+
+    exact = paths["bilstm_str" if labels is not None else "bilstm"]
+    return MarginFallbackClassifier(TorchInt8Classifier(exact).fit(), exact, margin=0.3)
+
+
 # name -> (factory(paths[, labels]) -> unfitted estimator, param grid for GridSearchCV, check options)
 # Distillers take their classes from the teacher: their factory builds a teacher
 # for string labels too, and one gold class is not an error for them.
@@ -156,6 +164,9 @@ ESTIMATORS = {
     # the same for torch's int8 copy of a fitted BiLSTM; the grid swaps the fitted estimator it quantizes
     "TorchInt8Classifier": (_int8, {"estimator": "fitted_bilstms"},
                             {"string_twin": True, "skip": {"bad_input": "fit ignores X and y: the model is trained"}}),
+    "MarginFallbackClassifier": (_margin_fallback, {"margin": [0.1, 0.5]},
+                                 {"string_twin": True,
+                                  "skip": {"bad_input": "fit ignores X and y: the models are trained"}}),
 }
 
 
@@ -201,6 +212,8 @@ def test_contract(name, check, paths, contract_data, request):
         pytest.skip(f"{name}: {ESTIMATORS[name][2]['skip'][check]}")
     if name.startswith("OnnxClassifier"):
         paths = {**paths, **request.getfixturevalue("onnx_folders")}
+    if name.startswith("MarginFallbackClassifier"):
+        paths = {**paths, **request.getfixturevalue("fitted_bilstms")}
     if name.startswith("TorchInt8Classifier"):
         fitted = request.getfixturevalue("fitted_bilstms")
         paths = {**paths, **fitted}

@@ -238,8 +238,9 @@ def test_int8_teacher_backends(teachers, tmp_path, monkeypatch):
         int8_teacher(est, backend="torch", batch_size=8)
 
 
+@pytest.mark.parametrize("rescore_margin", [None, 0.3])
 @pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
-def test_distillation_from_an_int8_teacher(backend, teachers):
+def test_distillation_from_an_int8_teacher(backend, rescore_margin, teachers):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -248,8 +249,105 @@ def test_distillation_from_an_int8_teacher(backend, teachers):
     from kdtext.quantization import int8_teacher
 
     est, _, _, texts = teachers["bilstm"]
-    fast = int8_teacher(est, backend=backend)
+    fast = int8_teacher(est, backend=backend, rescore_margin=rescore_margin)
     unlabeled, _ = make_toy_texts(150, seed=9)
     kd = DistillationClassifier(fast, make_pipeline(TfidfVectorizer(), LogisticRegression())).fit(unlabeled)
     agree = np.mean(kd.predict(texts) == est.predict(texts))
     assert agree >= 0.9, agree
+
+
+class _Spy:
+    """Counts the texts a classifier is asked to label (to see what MarginFallbackClassifier re-labels)."""
+
+    def __init__(self, model):
+        self.model, self.seen = model, []
+        self.classes_ = model.classes_
+
+    def predict_logits(self, X):
+        self.seen.extend(X)
+        return self.model.predict_logits(X)
+
+
+@pytest.mark.parametrize("kind", ["bert", "bilstm"])
+def test_margin_fallback_relabels_exactly_the_unsure_texts(kind, teachers):
+    from kdtext.quantization import MarginFallbackClassifier, _top_two_margin
+
+    est, _, int8, texts = teachers[kind]
+    fast = OnnxClassifier.from_pretrained(int8)
+    F, E = fast.predict_logits(texts), est.predict_logits(texts)
+    margin = float(np.quantile(_top_two_margin(F), 0.3))  # about 30% of the texts are "unsure"
+    exact = _Spy(est)
+    got = MarginFallbackClassifier(fast, exact, margin=margin).fit().predict_logits(texts)
+    unsure = _top_two_margin(F) < margin
+    assert 0 < unsure.sum() < len(texts)
+    assert exact.seen == [t for t, u in zip(texts, unsure) if u]  # only those, in order, once each
+    np.testing.assert_allclose(got[unsure], E[unsure], atol=1e-5)  # torch fp32 on a subset: the same logits
+    np.testing.assert_array_equal(got[~unsure], F[~unsure])
+    assert np.mean(got.argmax(1) == E.argmax(1)) >= np.mean(F.argmax(1) == E.argmax(1))
+    # the two ends: 0 never asks exact, 1 is exact everywhere
+    never = _Spy(est)
+    np.testing.assert_array_equal(MarginFallbackClassifier(fast, never, margin=0.0).fit().predict_logits(texts), F)
+    assert never.seen == []
+    np.testing.assert_allclose(MarginFallbackClassifier(fast, est, margin=1.0).fit().predict_logits(texts), E,
+                               atol=1e-5)
+
+
+def test_top_two_margin():
+    from kdtext.quantization import _top_two_margin
+
+    binary = np.array([[0.0, 0.0], [np.log(3.0), 0.0], [0.0, np.log(3.0)]], dtype=np.float32)
+    np.testing.assert_allclose(_top_two_margin(binary), [0.0, 0.5, 0.5], atol=1e-6)
+    three = np.array([[5.0, 1.0, 5.0], [0.0, np.log(2.0), np.log(5.0)]], dtype=np.float32)
+    np.testing.assert_allclose(_top_two_margin(three), [0.0, (5 - 2) / 8], atol=1e-6)
+
+
+def test_margin_fallback_refuses_what_it_cannot_use(teachers):
+    from sklearn.exceptions import NotFittedError
+    from sklearn.linear_model import LogisticRegression
+
+    from kdtext.quantization import MarginFallbackClassifier, TorchInt8Classifier
+
+    est, _, int8, _ = teachers["bilstm"]
+    fast = OnnxClassifier.from_pretrained(int8)
+    with pytest.raises(ValueError, match=r"'margin' parameter .* range \[0.0, 1.0\]. Got 1.5"):
+        MarginFallbackClassifier(fast, est, margin=1.5).fit()
+    with pytest.raises(TypeError, match="exact must have predict_logits .* got LogisticRegression"):
+        MarginFallbackClassifier(fast, LogisticRegression()).fit()
+    with pytest.raises(NotFittedError, match="fast \\(TorchInt8Classifier\\) is not fitted"):
+        MarginFallbackClassifier(TorchInt8Classifier(est), est).fit()
+
+    class ThreeClasses:
+        classes_ = np.array([0, 1, 2])
+
+        def predict_logits(self, X):  # pragma: no cover - never called
+            raise AssertionError
+
+    with pytest.raises(ValueError, match=r"same classes in the same order, got \[0, 1\] and \[0, 1, 2\]"):
+        MarginFallbackClassifier(fast, ThreeClasses()).fit()
+    with pytest.raises(NotFittedError):
+        MarginFallbackClassifier(fast, est).predict(["a"])
+
+
+def test_int8_teacher_with_rescore_margin(teachers):
+    import pickle
+
+    from sklearn.base import clone
+
+    from kdtext.distillation import teacher_fingerprint
+    from kdtext.quantization import MarginFallbackClassifier, int8_teacher
+
+    est, _, _, texts = teachers["bilstm"]
+    careful = int8_teacher(est, rescore_margin=0.3, batch_size=16)
+    assert isinstance(careful, MarginFallbackClassifier) and careful.exact is est and careful.margin == 0.3
+    assert isinstance(careful.fast, OnnxClassifier) and careful.fast.batch_size == 16
+    assert isinstance(int8_teacher(est, backend="torch", rescore_margin=0.3).fast.estimator_.model_, object)
+    # its own cache key: not the int8 graph's, and not the same for another margin
+    keys = {teacher_fingerprint(careful), teacher_fingerprint(careful.fast),
+            teacher_fingerprint(clone(careful).set_params(margin=0.1).fit())}
+    assert len(keys) == 3
+    assert teacher_fingerprint(pickle.loads(pickle.dumps(careful))) == teacher_fingerprint(careful)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(careful)).predict_logits(texts),
+                                  careful.predict_logits(texts))
+    assert clone(careful).fast is careful.fast and clone(careful).exact is est
+    with pytest.raises(ValueError, match="'margin' parameter"):
+        int8_teacher(est, rescore_margin=-0.1)
