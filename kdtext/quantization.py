@@ -312,7 +312,8 @@ class MarginFallbackClassifier(TextInputMixin, LogitsClassifierMixin, Classifier
         self._check_fitted()
         texts = check_texts(X)
         logits = np.array(self.fast.predict_logits(texts), dtype=np.float32)
-        unsure = np.flatnonzero(_top_two_margin(logits) < self.margin)
+        # margin=1 means every text (a margin of exactly 1.0 is reachable in floating point: a logit gap > 37)
+        unsure = np.arange(len(texts)) if self.margin >= 1 else np.flatnonzero(_top_two_margin(logits) < self.margin)
         if unsure.size:
             logits[unsure] = np.asarray(self.exact.predict_logits([texts[i] for i in unsure]), dtype=np.float32)
         logger.debug("MarginFallbackClassifier: %d of %d texts re-labeled by %s", unsure.size, len(texts),

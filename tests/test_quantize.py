@@ -351,3 +351,24 @@ def test_int8_teacher_with_rescore_margin(teachers):
     assert clone(careful).fast is careful.fast and clone(careful).exact is est
     with pytest.raises(ValueError, match="'margin' parameter"):
         int8_teacher(est, rescore_margin=-0.1)
+
+
+def test_margin_one_relabels_even_a_certain_text():
+    """A logit gap above ~37 rounds the probability margin to exactly 1.0: margin=1 still re-labels it."""
+    from kdtext.quantization import MarginFallbackClassifier
+
+    class Fixed:
+        classes_ = np.array([0, 1])
+
+        def __init__(self, logits):
+            self.logits, self.calls = np.asarray(logits, dtype=np.float32), 0
+
+        def predict_logits(self, X):
+            self.calls += 1
+            return self.logits[: len(X)]
+
+    exact = Fixed([[1.0, 2.0], [3.0, 4.0]])
+    got = MarginFallbackClassifier(Fixed([[50.0, 0.0], [0.0, 0.0]]), exact, margin=1.0).fit().predict_logits(["a", "b"])
+    np.testing.assert_array_equal(got, exact.logits)
+    half = MarginFallbackClassifier(Fixed([[50.0, 0.0], [0.0, 0.0]]), Fixed([[7.0, 8.0]]), margin=0.5).fit()
+    np.testing.assert_array_equal(half.predict_logits(["a", "b"]), [[50.0, 0.0], [7.0, 8.0]])
