@@ -203,7 +203,7 @@ class TorchInt8Classifier(TextInputMixin, LogitsClassifierMixin, ClassifierMixin
 class MarginFallbackClassifier(TextInputMixin, LogitsClassifierMixin, ClassifierMixin, BaseEstimator):
     """Label with a fast classifier; re-label with an exact one the texts it is unsure of.
 
-    An int8 teacher disagrees with its fp32 self on about 1.5% of texts, and
+    An int8 teacher disagrees with its fp32 self on 1.5-2% of texts, and
     nearly all of them are texts it is unsure of: the two classes it ranks
     highest are close. :meth:`predict_logits` runs ``fast`` on every text and
     ``exact`` only on the texts whose top-two probability margin under

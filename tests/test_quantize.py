@@ -334,13 +334,14 @@ def test_int8_teacher_with_rescore_margin(teachers):
     from sklearn.base import clone
 
     from kdtext.distillation import teacher_fingerprint
-    from kdtext.quantization import MarginFallbackClassifier, int8_teacher
+    from kdtext.quantization import MarginFallbackClassifier, TorchInt8Classifier, int8_teacher
 
     est, _, _, texts = teachers["bilstm"]
     careful = int8_teacher(est, rescore_margin=0.3, batch_size=16)
     assert isinstance(careful, MarginFallbackClassifier) and careful.exact is est and careful.margin == 0.3
     assert isinstance(careful.fast, OnnxClassifier) and careful.fast.batch_size == 16
-    assert isinstance(int8_teacher(est, backend="torch", rescore_margin=0.3).fast.estimator_.model_, object)
+    torch_backed = int8_teacher(est, backend="torch", rescore_margin=0.3)
+    assert isinstance(torch_backed.fast, TorchInt8Classifier) and torch_backed.exact is est
     # its own cache key: not the int8 graph's, and not the same for another margin
     keys = {teacher_fingerprint(careful), teacher_fingerprint(careful.fast),
             teacher_fingerprint(clone(careful).set_params(margin=0.1).fit())}
