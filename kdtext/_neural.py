@@ -295,6 +295,42 @@ class _TorchBlob:
         return torch.load(io.BytesIO(self.data), map_location=map_location, weights_only=False)
 
 
+#: The ``scoring`` options of the validation split: computed from a confusion matrix, which processes can sum.
+SCORINGS = ("accuracy", "balanced_accuracy", "f1_macro")
+
+
+def score_from_confusion(confusion: np.ndarray, scoring: str) -> float:
+    """scikit-learn's ``accuracy_score``, ``balanced_accuracy_score`` or ``f1_score(average="macro")``.
+
+    ``confusion[i, j]`` counts texts of target class ``i`` predicted as
+    ``j``. As in scikit-learn, balanced accuracy averages the recall of the
+    classes that occur among the targets, and macro-F1 the F1 of the classes
+    that occur among targets or predictions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> score_from_confusion(np.array([[8, 2], [1, 1]]), "balanced_accuracy")
+    0.65
+    """
+    c = np.asarray(confusion, dtype=np.float64)
+    total = c.sum()
+    if total == 0:
+        return 0.0
+    tp = np.diag(c)
+    if scoring == "accuracy":
+        return float(tp.sum() / total)
+    support = c.sum(axis=1)
+    if scoring == "balanced_accuracy":
+        present = support > 0
+        return float(np.mean(tp[present] / support[present]))
+    if scoring == "f1_macro":
+        predicted = c.sum(axis=0)
+        labels = (support > 0) | (predicted > 0)
+        return float(np.mean(2 * tp[labels] / (support[labels] + predicted[labels])))
+    raise ValueError(f"scoring must be one of {SCORINGS}; got {scoring!r}")
+
+
 class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassifierMixin, ClassifierMixin, BaseEstimator):
     """Base class of kdtext's torch text classifiers. Not for direct use."""
 
@@ -309,6 +345,7 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         "warmup_ratio": [Interval(Real, 0, 1, closed="both")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left"), None],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
+        "scoring": [StrOptions(set(SCORINGS))],
         "device": "no_validation",  # checked by resolve_device in fit
         "mixed_precision": ["boolean", StrOptions({"auto"})],
         "checkpoint_dir": [str, os.PathLike, None],
@@ -1052,11 +1089,13 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
         return _TokenStore(flat, lengths, min_bytes=SCRATCH_MIN_BYTES)
 
     def _evaluate(self, val_idx, val_lengths, batch_loss, val_target, parallel=None, *, min_bytes=_IN_MEMORY):
-        """Mean validation loss and accuracy; across processes each scores its share, summed once over all."""
+        """Mean validation loss and the ``scoring`` score; across processes each scores its share, summed once."""
         import torch
 
         self.model_.eval()
-        total, correct, count = 0.0, 0, 0
+        total, count = 0.0, 0
+        k = len(self.classes_)
+        confusion = np.zeros(k * k, dtype=np.int64)  # rows: validation target, columns: prediction
         n_val = len(val_idx)
         if parallel is not None:  # positions rank, rank + world_size, ...: disjoint shares covering val_idx
             mine = slice(parallel.rank, None, parallel.world_size)
@@ -1066,14 +1105,17 @@ class NeuralTextClassifier(SoftTargetStudentMixin, TextInputMixin, LogitsClassif
                 idx = val_idx[b]
                 loss_value, logits = batch_loss(idx)
                 total += float(loss_value) * len(idx)
-                correct += int((logits.argmax(1).cpu().numpy() == val_target[idx]).sum())
+                pred = logits.argmax(1).cpu().numpy()
+                confusion += np.bincount(val_target[idx] * k + pred, minlength=k * k)
                 count += len(idx)
         self.model_.train()
-        if parallel is not None:
-            total, correct, count = parallel.sum([total, correct, count])
+        if parallel is not None:  # each process's matrix summed once: no text counted twice
+            summed = parallel.sum([total, count, *confusion.tolist()])
+            total, count = summed[0], int(round(summed[1]))
+            confusion = np.rint(summed[2:]).astype(np.int64)
         if count != n_val:  # pragma: no cover - a sharding bug, never a user error
             raise RuntimeError(f"validation scored {count} texts instead of {n_val}")
-        return total / count, correct / count
+        return total / count, score_from_confusion(confusion.reshape(k, k), self.scoring)
 
     def _log_epoch(self, record: dict) -> None:
         msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())

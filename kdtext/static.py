@@ -389,6 +389,13 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
         epoch. None or 0 disables it.
     n_iter_no_change : int or None, default=3
         Stop after this many epochs without a better validation score.
+    scoring : {"accuracy", "balanced_accuracy", "f1_macro"}, default="accuracy"
+        The validation score that picks the best epoch and drives early
+        stopping, against the validation texts' gold labels (the teacher's
+        argmax for unlabeled ones in ``fit_soft``). On imbalanced classes
+        ``"f1_macro"`` or ``"balanced_accuracy"`` keeps the epoch that serves
+        the rare classes; the default is unchanged from earlier releases
+        (not chosen by a measurement).
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the hard-label loss, as in scikit-learn.
     predict_batch_size : int, default=1024
@@ -420,7 +427,7 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
     device_ : torch.device
         The device resolved in ``fit``.
     history_ : list of dict
-        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score``, ``time``.
+        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (``scoring``), ``time``.
     n_iter_ : int
         Epochs run.
     best_epoch_ : int
@@ -521,6 +528,7 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
         warmup_ratio: float = 0.0,
         validation_fraction: float | None = 0.1,
         n_iter_no_change: int | None = 3,
+        scoring: str = "accuracy",
         class_weight: dict | str | None = None,
         predict_batch_size: int = 1024,
         device: str = "auto",
@@ -545,6 +553,7 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
         self.warmup_ratio = warmup_ratio
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.scoring = scoring
         self.class_weight = class_weight
         self.predict_batch_size = predict_batch_size
         self.device = device

@@ -430,6 +430,13 @@ class BiLSTMClassifier(NeuralTextClassifier):
     n_iter_no_change : int or None, default=3
         Stop after this many epochs without a better validation score.
         None runs all epochs (the best are still restored).
+    scoring : {"accuracy", "balanced_accuracy", "f1_macro"}, default="accuracy"
+        The validation score that picks the best epoch and drives early
+        stopping, against the validation texts' gold labels (the teacher's
+        argmax for unlabeled ones in ``fit_soft``). On imbalanced classes
+        ``"f1_macro"`` or ``"balanced_accuracy"`` keeps the epoch that serves
+        the rare classes; the default is unchanged from earlier releases
+        (not chosen by a measurement).
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the hard-label cross-entropy, as in
         scikit-learn: ``{label: weight}``, or ``"balanced"`` for
@@ -481,7 +488,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
     device_ : torch.device
         The device resolved in ``fit``.
     history_ : list of dict
-        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (accuracy),
+        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (``scoring``),
         ``time`` in seconds.
     n_iter_ : int
         Epochs run.
@@ -582,6 +589,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
         warmup_ratio: float = 0.0,
         validation_fraction: float | None = 0.1,
         n_iter_no_change: int | None = 3,
+        scoring: str = "accuracy",
         class_weight: dict | str | None = None,
         predict_batch_size: int = 256,
         device: str = "auto",
@@ -610,6 +618,7 @@ class BiLSTMClassifier(NeuralTextClassifier):
         self.warmup_ratio = warmup_ratio
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.scoring = scoring
         self.class_weight = class_weight
         self.predict_batch_size = predict_batch_size
         self.device = device

@@ -352,6 +352,13 @@ class TransformerClassifier(NeuralTextClassifier):
     n_iter_no_change : int or None, default=2
         Stop after this many epochs without a better validation score.
         None runs all epochs (the best are still restored).
+    scoring : {"accuracy", "balanced_accuracy", "f1_macro"}, default="accuracy"
+        The validation score that picks the best epoch and drives early
+        stopping, against the validation texts' gold labels (the teacher's
+        argmax for unlabeled ones in ``fit_soft``). On imbalanced classes
+        ``"f1_macro"`` or ``"balanced_accuracy"`` keeps the epoch that serves
+        the rare classes; the default is unchanged from earlier releases
+        (not chosen by a measurement).
     freeze_embeddings : bool, default=False
         Freeze the word embedding matrix: saves memory and time with large
         multilingual vocabularies.
@@ -424,7 +431,7 @@ class TransformerClassifier(NeuralTextClassifier):
     device_ : torch.device
         The device resolved in ``fit``.
     history_ : list of dict
-        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (accuracy),
+        Per epoch: ``train_loss``, ``valid_loss``, ``valid_score`` (``scoring``),
         ``time`` in seconds.
     n_iter_ : int
         Epochs run.
@@ -506,6 +513,7 @@ class TransformerClassifier(NeuralTextClassifier):
         warmup_ratio: float = 0.1,
         validation_fraction: float | None = 0.1,
         n_iter_no_change: int | None = 2,
+        scoring: str = "accuracy",
         freeze_embeddings: bool = False,
         pooling: str = "auto",
         head_learning_rate: float | None = None,
@@ -526,6 +534,7 @@ class TransformerClassifier(NeuralTextClassifier):
         self.warmup_ratio = warmup_ratio
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.scoring = scoring
         self.freeze_embeddings = freeze_embeddings
         self.pooling = pooling
         self.head_learning_rate = head_learning_rate

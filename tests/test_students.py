@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -303,3 +304,96 @@ def test_fit_soft_checks_temperature_and_alpha_before_training(toy):
     with pytest.raises(ValueError, match="alpha"):
         clf.fit_soft(X, logits, classes=[0, 1], alpha=1.5)
     assert not hasattr(clf, "model_")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_score_from_confusion_is_scikit_learns_score(seed):
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+
+    from kdtext._neural import SCORINGS, score_from_confusion
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 7))
+    n = int(rng.integers(1, 60))
+    # some classes absent from the targets, some from the predictions, some from both
+    target = rng.choice(rng.choice(k, size=int(rng.integers(1, k + 1)), replace=False), size=n)
+    pred = rng.choice(rng.choice(k, size=int(rng.integers(1, k + 1)), replace=False), size=n)
+    cm = confusion_matrix(target, pred, labels=np.arange(k))
+    expected = {
+        "accuracy": accuracy_score(target, pred),
+        "f1_macro": f1_score(target, pred, average="macro", zero_division=0),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true"
+        expected["balanced_accuracy"] = balanced_accuracy_score(target, pred)
+    assert set(expected) == set(SCORINGS)
+    for scoring, value in expected.items():
+        assert score_from_confusion(cm, scoring) == pytest.approx(value, abs=1e-12), scoring
+
+
+def _fixed_logits_evaluation(clf, logits, target, parallel=None):
+    """``clf._evaluate`` on validation texts whose logits are ``logits`` (a stand-in for the model)."""
+    def batch_loss(idx):
+        return torch.tensor(0.5), torch.as_tensor(logits[idx])
+
+    idx = np.arange(len(target))
+    return clf._evaluate(idx, np.ones(len(target), dtype=np.int64), batch_loss, target, parallel)
+
+
+@pytest.mark.parametrize("scoring", ["accuracy", "balanced_accuracy", "f1_macro"])
+def test_validation_score_follows_scoring_in_one_process_and_across_two(fitted, scoring):
+    from sklearn.metrics import get_scorer
+
+    from kdtext._neural import score_from_confusion
+
+    rng = np.random.default_rng(0)
+    target = np.r_[np.zeros(45, dtype=np.int64), np.ones(5, dtype=np.int64)]  # imbalanced: the scores differ
+    logits = rng.normal(size=(50, 2)).astype(np.float32)
+    pred = logits.argmax(1)
+    clf = clone(fitted).set_params(scoring=scoring)
+    clf.model_, clf.classes_ = fitted.model_, fitted.classes_
+    expected = get_scorer(scoring)._score_func(target, pred, **get_scorer(scoring)._kwargs)
+    loss, score = _fixed_logits_evaluation(clf, logits, target)
+    assert loss == pytest.approx(0.5) and score == pytest.approx(expected)
+
+    class Share:  # process `rank` of 2: scores positions rank, rank + 2, ...; sum adds the other share's values
+        world_size = 2
+
+        def __init__(self, rank, other=None):
+            self.rank, self.other, self.sent = rank, other, None
+
+        def sum(self, values):
+            self.sent = list(values)
+            if self.other is None:
+                raise StopIteration  # the first process only reports what it would send
+            return [a + b for a, b in zip(values, self.other)]
+
+    first = Share(1)
+    with pytest.raises(StopIteration):
+        _fixed_logits_evaluation(clf, logits, target, first)
+    loss2, score2 = _fixed_logits_evaluation(clf, logits, target, Share(0, first.sent))
+    assert score2 == pytest.approx(expected) and loss2 == pytest.approx(0.5)
+    assert score_from_confusion(np.eye(2), scoring) == 1.0
+
+
+def test_scoring_picks_the_best_epoch_by_that_score():
+    X, y = make_toy_texts(150, seed=3)
+    keep = np.r_[np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:20]]  # 75 vs 20: imbalanced
+    X, y = [X[i] for i in keep], y[keep]
+    params = {**FAST, "validation_fraction": 0.3, "epochs": 6, "learning_rate": 3e-3}
+    runs = {s: BiLSTMClassifier(random_state=0, scoring=s, **params).fit(X, y)
+            for s in ["accuracy", "balanced_accuracy", "f1_macro"]}
+    losses = [[h["valid_loss"] for h in clf.history_] for clf in runs.values()]
+    assert losses[0] == losses[1] == losses[2]  # the same training; only the score differs
+    for clf in runs.values():
+        scores = [h["valid_score"] for h in clf.history_]
+        best = max(range(len(scores)), key=lambda i: (scores[i], -clf.history_[i]["valid_loss"]))
+        assert clf.best_epoch_ == best + 1
+    acc, bal = ([h["valid_score"] for h in runs[s].history_] for s in ["accuracy", "balanced_accuracy"])
+    assert acc != bal
+
+
+def test_unknown_scoring_is_refused(toy):
+    (X, y), _ = toy
+    with pytest.raises(InvalidParameterError, match="scoring"):
+        BiLSTMClassifier(scoring="roc_auc", **FAST).fit(X, y)
