@@ -270,12 +270,12 @@ class StaticEmbeddingModule(torch.nn.Module):
     """
 
     def __init__(self, vocab_size: int, n_rows: int, embedding_dim: int, hidden_dim: int, n_classes: int,
-                 dropout: float = 0.0, normalize: bool = True):
+                 dropout: float = 0.0, normalize: bool = True, token_dropout: float = 0.0):
         super().__init__()
         self.config = {
             "vocab_size": int(vocab_size), "n_rows": int(n_rows), "embedding_dim": int(embedding_dim),
             "hidden_dim": int(hidden_dim), "n_classes": int(n_classes), "dropout": float(dropout),
-            "normalize": bool(normalize),
+            "normalize": bool(normalize), "token_dropout": float(token_dropout),
         }
         self.register_buffer("id_map", torch.zeros(vocab_size, dtype=torch.long))
         self.embedding = torch.nn.Embedding(n_rows, embedding_dim, padding_idx=0)
@@ -291,7 +291,12 @@ class StaticEmbeddingModule(torch.nn.Module):
         """The text vectors, shape (batch, embedding_dim)."""
         rows = self.id_map[input_ids]
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        keep = ((positions[None, :] < lengths[:, None]) & (rows != 0)).unsqueeze(-1)
+        keep = (positions[None, :] < lengths[:, None]) & (rows != 0)
+        p = self.config["token_dropout"]
+        if self.training and p > 0:  # word dropout (Iyyer et al. 2015); a text never loses all its pieces
+            kept = keep & (torch.rand(keep.shape, device=keep.device) >= p)
+            keep = torch.where((kept.sum(dim=1) > 0)[:, None], kept, keep)
+        keep = keep.unsqueeze(-1)
         vectors = self.embedding(rows) * keep.to(self.embedding.weight.dtype)
         return vectors.sum(dim=1) / keep.sum(dim=1).clamp(min=1).to(vectors.dtype)
 
@@ -366,6 +371,10 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
         Width of the head's hidden ReLU layer; 0 makes the head linear.
     dropout : float, default=0.1
         Dropout on the text vector and after the hidden layer.
+    token_dropout : float, default=0.0
+        Word dropout (Iyyer et al. 2015, the deep averaging network): in
+        training, each piece of a text is left out of its mean with this
+        probability (a text keeps at least one). Prediction uses every piece.
     freeze_embeddings : bool, default=False
         Keep the static vectors fixed; only the head trains.
     max_length : int, default=512
@@ -506,6 +515,7 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
         "normalize": ["boolean"],
         "hidden_dim": [Interval(Integral, 0, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
+        "token_dropout": [Interval(Real, 0, 1, closed="left")],
         "freeze_embeddings": ["boolean"],
     }
 
@@ -519,6 +529,7 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
         normalize: bool = True,
         hidden_dim: int = 256,
         dropout: float = 0.1,
+        token_dropout: float = 0.0,
         freeze_embeddings: bool = False,
         max_length: int = 512,
         batch_size: int = 32,
@@ -544,6 +555,7 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
         self.normalize = normalize
         self.hidden_dim = hidden_dim
         self.dropout = dropout
+        self.token_dropout = token_dropout
         self.freeze_embeddings = freeze_embeddings
         self.max_length = max_length
         self.batch_size = batch_size
@@ -577,6 +589,7 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
         self.model_ = StaticEmbeddingModule(
             vocab_size=pieces.vocab_size, n_rows=len(kept) + 1, embedding_dim=vectors.shape[1],
             hidden_dim=self.hidden_dim, n_classes=n_classes, dropout=self.dropout, normalize=self.normalize,
+            token_dropout=self.token_dropout,
         )
         with torch.no_grad():
             self.model_.embedding.weight[1:] = torch.from_numpy(vectors)

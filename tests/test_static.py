@@ -252,3 +252,37 @@ def test_random_state_repeats(tiny_bert_path, toy):
     a = StaticEmbeddingClassifier(tiny_bert_path, **FAST).fit(X, y).predict_logits(X)
     b = StaticEmbeddingClassifier(tiny_bert_path, **FAST).fit(X, y).predict_logits(X)
     np.testing.assert_array_equal(a, b)
+
+
+def test_token_dropout_leaves_pieces_out_in_training_only(fitted):
+    from kdtext.static import StaticEmbeddingModule
+
+    module = StaticEmbeddingModule(**{**fitted.model_.config, "token_dropout": 0.5})
+    module.load_state_dict(fitted.model_.state_dict())
+    seqs = fitted._encode(["good film plot", "bad", "good bad film plot story"])
+    batch = tuple(fitted._collate(seqs, "cpu").values())  # input_ids, lengths
+    module.eval()
+    with torch.no_grad():
+        plain = module(*batch)
+        torch.testing.assert_close(plain, fitted.model_(*batch))  # prediction uses every piece
+        module.train()
+        module.dropout.p = 0.0  # isolate the word dropout
+        torch.manual_seed(0)
+        dropped = torch.stack([module.embed(*batch) for _ in range(200)])
+    full = fitted.model_.embed(*batch)
+    assert torch.isfinite(dropped).all()
+    # a one-piece text can never lose its piece; longer texts see other means
+    torch.testing.assert_close(dropped[:, 1], full[1].expand(200, -1))
+    assert not torch.allclose(dropped[:, 2], full[2].expand(200, -1))
+    assert (dropped[:, 2] - full[2]).abs().sum(dim=1).gt(1e-6).float().mean() > 0.5
+
+
+def test_token_dropout_fits_and_is_saved(tiny_bert_path, toy, tmp_path):
+    X, y = toy
+    clf = StaticEmbeddingClassifier(tiny_bert_path, token_dropout=0.3, **FAST).fit(X, y)
+    assert clf.model_.config["token_dropout"] == 0.3
+    assert clf.score(*make_toy_texts(60, seed=7)) >= 0.9
+    clf.save_pretrained(tmp_path / "s")
+    again = StaticEmbeddingClassifier.from_pretrained(tmp_path / "s")
+    assert again.token_dropout == 0.3
+    np.testing.assert_allclose(again.predict_logits(X), clf.predict_logits(X), rtol=1e-6)
