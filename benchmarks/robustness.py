@@ -52,7 +52,8 @@ Rows (``--rows`` a comma-separated subset; default all)
   same student with its default grid, the twin among the candidates, cv=3, scored with the set's metric.
 - ``ridge_distilled_logits``: DistillationClassifier(teacher, TF-IDF + RidgeCV(alphas 0.1..10)) (route
   "logits"; RidgeCV's efficient leave-one-out up to 10,000 transfer texts, 5-fold CV above, to bound memory).
-- ``bilstm_twin``: BiLSTMClassifier() defaults on gold labels (random_state=seed).
+- ``bilstm_twin``: BiLSTMClassifier() defaults on gold labels (random_state=seed);
+  ``bilstm_twin_balanced_accuracy`` / ``bilstm_twin_f1_macro``: the same with ``scoring=`` for early stopping.
 - ``bilstm_distilled_mse``: DistillationClassifier(teacher, BiLSTMClassifier(random_state=seed), loss="mse",
   alpha=0.0); ``bilstm_distilled_kl``: loss="kl", alpha=0.5, temperature=2.0; ``bilstm_distilled_mse_a05`` and
   ``bilstm_distilled_kl_a0``: the other two corners of loss x alpha; ``bilstm_distilled_default``:
@@ -161,6 +162,8 @@ ROWS = [
     "lr_cv",
     "ridge_distilled_logits",
     "bilstm_twin",
+    "bilstm_twin_balanced_accuracy",
+    "bilstm_twin_f1_macro",
     "bilstm_distilled_mse",
     "bilstm_distilled_kl",
     "bilstm_distilled_mse_a05",
@@ -739,14 +742,24 @@ def row_ridge_distilled_logits(ctx: Context) -> dict:
     return out
 
 
-def row_bilstm_twin(ctx: Context) -> dict:
+def row_bilstm_twin(ctx: Context, **params) -> dict:
     from kdtext import BiLSTMClassifier
 
     s = ctx.split
-    est = BiLSTMClassifier(random_state=ctx.seed)
+    est = BiLSTMClassifier(random_state=ctx.seed, **params)
     t0 = time.perf_counter()
     est.fit(s.X_lab, s.y_lab)
-    return {"est": est, "seconds": time.perf_counter() - t0, "params": {"best_epoch": int(est.best_epoch_)}}
+    return {"est": est, "seconds": time.perf_counter() - t0, "params": {"best_epoch": int(est.best_epoch_), **params}}
+
+
+def row_bilstm_twin_balanced_accuracy(ctx: Context) -> dict:
+    """``bilstm_twin`` whose early stopping and best epoch go by balanced accuracy (``scoring``)."""
+    return row_bilstm_twin(ctx, scoring="balanced_accuracy")
+
+
+def row_bilstm_twin_f1_macro(ctx: Context) -> dict:
+    """``bilstm_twin`` whose early stopping and best epoch go by macro-F1 (``scoring``)."""
+    return row_bilstm_twin(ctx, scoring="f1_macro")
 
 
 def _bilstm_kd(ctx: Context, loss: str, alpha: float) -> dict:
