@@ -294,7 +294,25 @@ def _run_rows(args, d, wanted, teacher, teacher_fit_s, loaded, folder, work) -> 
               "n_labeled": len(d["X_lab"]), "n_unlabeled": len(d["X_unl"]), "n_eval": len(X_eval),
               "split": d["split"],
               "teacher_loaded_from_cache": loaded, "rows": rows, "table": table, "machine": machine_info()}
-    write_json(args.out_dir / f"students_pareto_{args.set}.json", result)
+    out = args.out_dir / f"students_pareto_{args.set}.json"
+    if args.merge and out.exists():
+        result = merge_runs(json.loads(out.read_text(encoding="utf-8")), result, "python " + " ".join(sys.argv))
+    write_json(out, result)
+
+
+def merge_runs(old: dict, new: dict, command: str) -> dict:
+    """``old``'s rows followed by ``new``'s, each row tagged with its ``run`` (listed in ``runs``).
+
+    Speeds are only comparable within one run, so every row keeps its ``speedup`` over the teacher timed in the same
+    run, and a run to merge must time the teacher too.
+    """
+    if not any(r["row"] == "teacher" for r in new["rows"]):
+        sys.exit("--merge needs the teacher row in --rows: each row's speedup is over the teacher of its own run")
+    runs = old.get("runs") or [{"command": old.get("command"), "machine": old.get("machine"), "table": old.get("table")}]
+    rows = [{**r, "run": r.get("run", 0)} for r in old["rows"]]
+    runs.append({"command": command, "machine": new["machine"], "table": new["table"]})
+    rows += [{**r, "run": len(runs) - 1} for r in new["rows"]]
+    return {**new, "rows": rows, "runs": runs, "table": "\n\n".join(str(r["table"]) for r in runs)}
 
 
 def plot(out_dir: Path) -> None:
@@ -312,11 +330,13 @@ def plot(out_dir: Path) -> None:
         m = res["metric"]
         for r in [r for r in res["rows"] if "error" not in r]:
             onnx = "(onnx" in r["row"]
-            ax.scatter(r["texts/s"], r[m], marker="s" if onnx else "o", s=40,
+            if r["row"] == "teacher" and r.get("run", 0):
+                continue  # the teacher of a merged run: at 1x, as the first run's
+            ax.scatter(r["speedup"], r[m], marker="s" if onnx else "o", s=40,
                        color="black" if r["row"].startswith("teacher") else None)
-            ax.annotate(r["row"], (r["texts/s"], r[m]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            ax.annotate(r["row"], (r["speedup"], r[m]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xscale("log")
-        ax.set_xlabel("texts/s, batched (log scale; one thread each, see benchmarks/README.md)")
+        ax.set_xlabel("batched texts/s over the teacher's, timed side by side in one run (log scale)")
         ax.set_ylabel(m)
         ax.set_title(f"{res['set']}: {res['n_labeled']} labeled + {res['n_unlabeled']} transfer texts")
         ax.grid(True, which="both", alpha=0.3)
@@ -340,6 +360,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--plot", action="store_true")
+    parser.add_argument("--merge", action="store_true", help="add the rows to the set's JSON as one more run "
+                        "(rows tagged with their run; needs the teacher row, as speeds compare within a run)")
     parser.add_argument("--wait", type=float, default=120, help="before each timing, wait up to this many s for "
                         "other processes to leave the CPUs idle (0: do not wait)")
     args = parser.parse_args()
