@@ -402,9 +402,10 @@ class StaticEmbeddingClassifier(NeuralTextClassifier):
         The validation score that picks the best epoch and drives early
         stopping, against the validation texts' gold labels (the teacher's
         argmax for unlabeled ones in ``fit_soft``). On imbalanced classes
-        ``"f1_macro"`` or ``"balanced_accuracy"`` keeps the epoch that serves
-        the rare classes; the default is unchanged from earlier releases
-        (not chosen by a measurement).
+        ``"balanced_accuracy"`` keeps the epoch that serves the rare
+        classes: measured for :class:`~kdtext.BiLSTMClassifier` on gold
+        labels (see its ``scoring``), not for this class; the default
+        ``"accuracy"`` is the behaviour of earlier releases.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the hard-label loss, as in scikit-learn.
     predict_batch_size : int, default=1024
