@@ -218,7 +218,9 @@ class MarginFallbackClassifier(TextInputMixin, LogitsClassifierMixin, Classifier
     ``fast``, the fp32 teacher as ``exact``): argmax agreement with fp32
     98.29% without re-labeling; ``margin=0.2`` re-labels 2.6% of the texts
     (99.11% agreement), ``0.3`` 3.6% (99.33%), ``0.4`` 4.9% (99.63%). The
-    cost is ``fast``'s time plus ``exact``'s on that share of the texts.
+    cost is ``fast``'s time plus ``exact``'s on that share of the texts: on
+    a CPU with AVX-512 VNNI, ``margin=0.3`` ran 2.05x torch fp32 (3.3%
+    re-labeled, 99.44% agreement), int8 alone 2.41x.
     See ``docs/onnx.rst`` for other data sets.
 
     Like :class:`~kdtext.OnnxClassifier`, the models are already trained:
