@@ -187,6 +187,8 @@ def run(args) -> None:
     unknown = sorted(set(wanted) - set(ROWS))
     if unknown:
         sys.exit(f"unknown rows {unknown}; choose from {ROWS}")
+    if args.merge and "teacher" not in wanted:  # checked before hours of fitting, again in merge_runs
+        sys.exit("--merge needs the teacher row in --rows: each row's speedup is over the teacher of its own run")
     folder = d["teacher_folder"]
     if d["make_teacher"] is None:
         teacher, teacher_fit_s, loaded = TransformerClassifier.from_pretrained(folder), None, True
