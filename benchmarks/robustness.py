@@ -868,33 +868,24 @@ def row_bilstm_distilled_aug(ctx: Context) -> dict:
     return out
 
 
-def row_bilstm_distilled_aug_kl(ctx: Context) -> dict:
-    """DistillationClassifier(teacher, BiLSTMClassifier(), augment=AUGMENT): every default (KL at T=2) plus
-    Tang et al.'s augmentation, the new texts labeled by the real teacher."""
+def row_bilstm_distilled_aug_kl(ctx: Context, **student_params) -> dict:
+    """DistillationClassifier(teacher, BiLSTMClassifier(**student_params), augment=AUGMENT): every default (KL at
+    T=2) plus Tang et al.'s augmentation, the new texts labeled by the real teacher."""
     from kdtext import BiLSTMClassifier, DistillationClassifier
 
     teacher = real_teacher(ctx)
     memory = ctx.cache / f"robustness-labels-{ctx.teacher_path.stem}"
-    est = DistillationClassifier(teacher, BiLSTMClassifier(random_state=ctx.seed), augment=AUGMENT, memory=memory,
-                                 random_state=ctx.seed)
+    est = DistillationClassifier(teacher, BiLSTMClassifier(random_state=ctx.seed, **student_params), augment=AUGMENT,
+                                 memory=memory, random_state=ctx.seed)
     out = _fit_kd(ctx, est)
     out["params"] = {**_distiller_params(est), "augment": AUGMENT, "n_transfer": int(est.n_transfer_),
-                     "best_epoch": int(est.student_.best_epoch_)}
+                     "best_epoch": int(est.student_.best_epoch_), **student_params}
     return out
 
 
 def row_bilstm_distilled_aug_kl_bacc(ctx: Context) -> dict:
     """``bilstm_distilled_aug_kl`` with the student's early stopping by balanced accuracy (``scoring``)."""
-    from kdtext import BiLSTMClassifier, DistillationClassifier
-
-    teacher = real_teacher(ctx)
-    memory = ctx.cache / f"robustness-labels-{ctx.teacher_path.stem}"
-    est = DistillationClassifier(teacher, BiLSTMClassifier(random_state=ctx.seed, scoring="balanced_accuracy"),
-                                 augment=AUGMENT, memory=memory, random_state=ctx.seed)
-    out = _fit_kd(ctx, est)
-    out["params"] = {**_distiller_params(est), "augment": AUGMENT, "n_transfer": int(est.n_transfer_),
-                     "best_epoch": int(est.student_.best_epoch_), "scoring": "balanced_accuracy"}
-    return out
+    return row_bilstm_distilled_aug_kl(ctx, scoring="balanced_accuracy")
 
 
 def row_lr_distilled_aug(ctx: Context) -> dict:
